@@ -1,0 +1,13 @@
+"""upsample_plugin: learned feature upsamplers for MMDetection 3.x and MMSegmentation 1.x.
+
+Importing the package registers every upsampler in mmengine's root ``MODELS`` registry, so mm configs use them
+through ``custom_imports = dict(imports=['upsample_plugin'], allow_failed_imports=False)`` and
+``mmcv.cnn.build_upsample_layer(dict(type='dysample', ...))``.
+"""
+from . import ops
+from .registry import UPSAMPLE_LAYERS, build_upsampler, plugin_upsamplers, register_upsampler
+from .upsamplers import CARAFEPack, DySample, Upsampler
+
+__version__ = '0.1.0'
+__all__ = ['ops', 'UPSAMPLE_LAYERS', 'build_upsampler', 'register_upsampler', 'plugin_upsamplers', 'Upsampler', 'CARAFEPack',
+           'DySample', '__version__']
