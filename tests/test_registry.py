@@ -13,12 +13,32 @@ from mmengine.registry import MODELS, DefaultScope
 from upsample_test_utils import count_parameters
 
 import upsample_plugin
-from upsample_plugin import CARAFEPack, DySample, build_upsampler, register_upsampler
+from upsample_plugin import (FADE, LDA_AQU, SAPA, CARAFEPack, DDFUpPack, DLUPack, DySample, FADELite,
+                             SAPADeform, build_upsampler, register_upsampler)
 
+# Every plugin type with the constructor arguments a config gives it (official argument names).
 PLUGIN_TYPES = {
-    'dysample': (DySample, dict(in_channels=16, scale=2)),
-    'portable_carafe': (CARAFEPack, dict(channels=16, scale_factor=2)),
+    'dysample': (DySample, dict(in_channels=32, scale=2)),
+    'portable_carafe': (CARAFEPack, dict(channels=32, scale_factor=2)),
+    'dlu': (DLUPack, dict(channels=32, scale_factor=2)),
+    'ddf_up': (DDFUpPack, dict(in_channels=32, scale_factor=2)),
+    'lda_aqu': (LDA_AQU, dict(in_channels=32)),
+    'fade': (FADE, dict(in_channels_en=32, in_channels_de=32, scale=2)),
+    'fade_lite': (FADELite, dict(in_channels_en=32, in_channels_de=32, scale=2)),
+    'sapa': (SAPA, dict(dim_y=32, dim_x=32, up_factor=2)),
+    'sapadeform': (SAPADeform, dict(dim_y=32, dim_x=32, up_factor=2)),
 }
+
+
+def run(layer, x, scale=2):
+    """Call an upsampler; guided ones get a random guide of the input's channels at the output size."""
+    if not getattr(layer, 'needs_guide', False):
+        return layer(x)
+    return layer(x, torch.randn(x.shape[0], x.shape[1], scale * x.shape[2], scale * x.shape[3]))
+
+
+def test_every_plugin_upsampler_is_listed():
+    assert set(upsample_plugin.plugin_upsamplers()) == set(PLUGIN_TYPES)
 
 
 def test_alias_is_mmengine_root_registry():
@@ -33,7 +53,7 @@ def test_build_upsample_layer_in_every_scope(scope, name):
     with DefaultScope.overwrite_default_scope(scope):
         layer = build_upsample_layer(dict(type=name, **kwargs))
         assert type(layer) is cls
-        assert layer(torch.randn(1, 16, 5, 7)).shape == (1, 16, 10, 14)
+        assert run(layer, torch.randn(1, 32, 5, 7)).shape == (1, 32, 10, 14)
         if scope:  # the scoped registries fall back to the root one
             scoped = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
             assert type(scoped.build(dict(type=name, **kwargs))) is cls
@@ -65,10 +85,20 @@ def test_build_upsampler_fills_channels_and_scale(cfg, cls, params):
     assert layer(torch.randn(1, 256, 5, 7)).shape == (1, 256, 10, 14)
 
 
-@pytest.mark.parametrize('name', ['deconv', 'dysample', 'carafe', 'pixel_shuffle', 'bilinear'])
+@pytest.mark.parametrize('name', sorted(set(PLUGIN_TYPES) | {'carafe', 'nearest', 'bilinear', 'deconv',
+                                                               'pixel_shuffle'}))
+def test_build_upsampler_fills_every_type(name):
+    layer = build_upsampler(dict(type=name), in_channels=32, scale_factor=2)
+    if name in PLUGIN_TYPES:
+        assert type(layer) is PLUGIN_TYPES[name][0]
+    assert run(layer, torch.randn(2, 32, 3, 5)).shape == (2, 32, 6, 10)
+
+
+@pytest.mark.parametrize('name', ['deconv', 'dysample', 'carafe', 'pixel_shuffle', 'bilinear', 'dlu', 'ddf_up',
+                                  'lda_aqu', 'sapa'])
 def test_build_upsampler_other_scales(name):
-    layer = build_upsampler(dict(type=name), in_channels=16, scale_factor=4)
-    assert layer(torch.randn(2, 16, 3, 5)).shape == (2, 16, 12, 20)
+    layer = build_upsampler(dict(type=name), in_channels=32, scale_factor=4)
+    assert run(layer, torch.randn(2, 32, 3, 5), scale=4).shape == (2, 32, 12, 20)
 
 
 def test_build_upsampler_bilinear_is_align_corners_false():

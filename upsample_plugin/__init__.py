@@ -6,8 +6,10 @@ through ``custom_imports = dict(imports=['upsample_plugin'], allow_failed_import
 """
 from . import ops
 from .registry import UPSAMPLE_LAYERS, build_upsampler, plugin_upsamplers, register_upsampler
-from .upsamplers import CARAFEPack, DySample, Upsampler
+from .upsamplers import (FADE, LDA_AQU, SAPA, CARAFEPack, DDFUpPack, DLUPack, DySample, FADELite, SAPADeform,
+                         Upsampler)
 
 __version__ = '0.1.0'
-__all__ = ['ops', 'UPSAMPLE_LAYERS', 'build_upsampler', 'register_upsampler', 'plugin_upsamplers', 'Upsampler', 'CARAFEPack',
-           'DySample', '__version__']
+__all__ = ['ops', 'UPSAMPLE_LAYERS', 'build_upsampler', 'register_upsampler', 'plugin_upsamplers', 'Upsampler',
+           'CARAFEPack', 'DDFUpPack', 'DLUPack', 'DySample', 'FADE', 'FADELite', 'LDA_AQU', 'SAPA', 'SAPADeform',
+           '__version__']

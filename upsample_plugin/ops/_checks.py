@@ -23,6 +23,16 @@ def check_int(name: str, value, minimum: int = 1) -> int:
     return value
 
 
+def resolve_scale_alias(name: str, value: int, scale_factor, default: int = 2) -> int:
+    """The ratio of a module whose official argument ``name`` (e.g. ``scale``) also answers to ``scale_factor``
+    (the name the mmdet/mmseg integration copies and ``build_upsampler`` use). Giving both must agree."""
+    if scale_factor is None:
+        return value
+    if value not in (default, scale_factor):  # `default` means "not given"
+        raise ValueError(f'{name}={value} and scale_factor={scale_factor} disagree; give one of them')
+    return scale_factor
+
+
 def check_odd_kernel(name: str, value) -> int:
     check_int(name, value)
     if value % 2 == 0:

@@ -1,6 +1,12 @@
 """One module per method; importing this package registers them all (see ``upsample_plugin.registry``)."""
 from .base import Upsampler
 from .carafe import CARAFEPack
+from .ddf_up import DDFPack, DDFUpPack
+from .dlu import DLUPack
 from .dysample import DySample
+from .fade import FADE, FADELite
+from .lda_aqu import LDA_AQU
+from .sapa import SAPA, SAPADeform
 
-__all__ = ['Upsampler', 'CARAFEPack', 'DySample']
+__all__ = ['Upsampler', 'CARAFEPack', 'DDFPack', 'DDFUpPack', 'DLUPack', 'DySample', 'FADE', 'FADELite', 'LDA_AQU',
+           'SAPA', 'SAPADeform']

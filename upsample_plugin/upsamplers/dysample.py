@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..ops._checks import check_int
+from ..ops._checks import check_int, resolve_scale_alias
 from ..registry import register_upsampler
 from ._shuffle import pixel_shuffle, pixel_unshuffle
 from .base import Upsampler
@@ -52,10 +52,7 @@ class DySample(Upsampler):
     def __init__(self, in_channels: int, scale: int = 2, style: str = 'lp', groups: int = 4,
                  dyscope: bool = False, scale_factor: Optional[int] = None, scope_bias: bool = False):
         super().__init__()
-        if scale_factor is not None:
-            if scale not in (2, scale_factor):  # 2 is the default of `scale`
-                raise ValueError(f'scale={scale} and scale_factor={scale_factor} disagree; give one of them')
-            scale = scale_factor
+        scale = resolve_scale_alias('scale', scale, scale_factor)
         self.in_channels = check_int('in_channels', in_channels)
         self.scale = check_int('scale', scale)
         self.groups = check_int('groups', groups)
