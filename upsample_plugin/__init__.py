@@ -8,6 +8,7 @@ from . import ops
 from .registry import UPSAMPLE_LAYERS, build_upsampler, plugin_upsamplers, register_upsampler
 from .upsamplers import (FADE, LDA_AQU, SAPA, CARAFEPack, DDFUpPack, DLUPack, DySample, FADELite, SAPADeform,
                          Upsampler)
+from . import models  # mm integration (necks, heads); registers into mmdet/mmseg when they are installed
 
 __version__ = '0.1.0'
 __all__ = ['ops', 'UPSAMPLE_LAYERS', 'build_upsampler', 'register_upsampler', 'plugin_upsamplers', 'Upsampler',

@@ -1,0 +1,11 @@
+# DySample (Liu et al., ICCV 2023), the paper's "DySample": lp style, 4 groups, static scope.
+_base_ = './upernet_r50_4xb4-160k_bilinear_ade20k-512x512.py'
+model = dict(
+    decode_head=dict(
+        upsample_cfg=dict(
+            _delete_=True,
+            type='dysample',
+            style='lp',
+            groups=4,
+            dyscope=False)),
+)

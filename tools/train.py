@@ -1,0 +1,39 @@
+#!/usr/bin/env python
+"""Train an mmdet or mmseg model from a config (mmdet's tools/train.py flags), with the plugin imported."""
+import argparse
+
+from mmengine.config import DictAction
+
+from upsample_plugin.runner import (build_runner, enable_amp, enable_auto_scale_lr, load_config, set_local_rank,
+                                    set_resume)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Train a detector or segmentor')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument('--amp', action='store_true', help='enable automatic-mixed-precision training')
+    parser.add_argument('--auto-scale-lr', action='store_true', help='scale the lr to the actual batch size')
+    parser.add_argument('--resume', nargs='?', type=str, const='auto',
+                        help='resume from this checkpoint, or (no value) from the latest one in the work dir')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value pairs (e.g. model.neck.upsample_cfg.type=dlu)')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    set_local_rank(args.local_rank)
+    cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
+    if args.amp:
+        enable_amp(cfg)
+    if args.auto_scale_lr:
+        enable_auto_scale_lr(cfg)
+    set_resume(cfg, args.resume)
+    build_runner(cfg).train()
+
+
+if __name__ == '__main__':
+    main()

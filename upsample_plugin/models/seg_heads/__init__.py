@@ -1,0 +1,9 @@
+"""MMSegmentation 1.x decode heads with configurable upsamplers (spec/necks.md (E) UPerNet, (F) SegFormer).
+
+Importing this package registers ``UpsampleUPerHead`` and ``UpsampleSegformerHead`` in ``mmseg.registry.MODELS``
+(configs: ``custom_imports=dict(imports=['upsample_plugin.models.seg_heads'])``).
+"""
+from .upsample_segformer_head import UpsampleSegformerHead
+from .upsample_uper_head import UpsampleUPerHead
+
+__all__ = ['UpsampleUPerHead', 'UpsampleSegformerHead']

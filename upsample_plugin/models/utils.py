@@ -1,0 +1,50 @@
+"""What every neck and head of the plugin needs around an upsampler: one top-down step at any size.
+
+Every upsampler returns exactly ``s`` times its input, but feature pyramids do not always have exact ratios
+(unpadded test images, odd sizes, a stride-2 P6 on an odd C5). spec/necks.md, "Size handling":
+
+* unguided: upsample, then fit the result to the lateral (top-left crop, mmdet ``slice_as`` semantics; a
+  result smaller than the lateral, which rounding-up backbones never give, is replicate-padded);
+* guided (FADE, SAPA): the guide must be exactly ``s`` times the input, so the guide is fitted to that size
+  first (replicate-padded or cropped), and the result is fitted back to the guide's size.
+
+This module imports neither mmdet nor mmseg: the necks of both use it.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def is_guided(upsampler: nn.Module) -> bool:
+    """Whether ``upsampler`` takes a high-resolution guide (``forward(x, guide)``)."""
+    return bool(getattr(upsampler, 'needs_guide', False))
+
+
+def fit_to_size(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Crop ``x`` top-left, or replicate-pad it at the bottom/right, to ``height`` x ``width``."""
+    x = x[..., :height, :width]
+    pad_h, pad_w = height - x.shape[-2], width - x.shape[-1]
+    if pad_h or pad_w:
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode='replicate')
+    return x
+
+
+def upsample_to(upsampler: nn.Module, x: torch.Tensor, target: torch.Tensor,
+                scale_factor: Optional[int] = None) -> torch.Tensor:
+    """Upsample the low-resolution ``x`` to ``target``'s spatial size.
+
+    Guided upsamplers use ``target`` (the finer lateral, before the top-down sum) as the guide. Unguided ones
+    ignore it except for its size. ``scale_factor`` defaults to the upsampler's own (attribute
+    ``scale_factor``, else 2).
+    """
+    height, width = target.shape[-2:]
+    if not is_guided(upsampler):
+        return fit_to_size(upsampler(x), height, width)
+    scale = scale_factor or getattr(upsampler, 'scale_factor', 2)
+    guide_h, guide_w = x.shape[-2] * scale, x.shape[-1] * scale
+    guide = target if (guide_h, guide_w) == (height, width) else fit_to_size(target, guide_h, guide_w)
+    return fit_to_size(upsampler(x, guide), height, width)
