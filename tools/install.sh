@@ -55,11 +55,42 @@ then
         ftfy regex panopticapi-lite pycocotools hypothesis pytest matplotlib
 fi
 
-# 5. The plugin (editable; builds its C++/CUDA extension when it has one).
+# 5. The plugin (editable) and its compiled ops upsample_plugin._C (setup.py, upsample_plugin/ops/csrc).
+# (Re)installed when the plugin is not importable from this checkout, or when a C++ compiler is here and the
+# extension is missing, fails to load (e.g. built against another torch) or is older than its sources. The build
+# takes about 20 s on 2 cores (CPU kernels); without a compiler the plugin installs with its pure-PyTorch ops.
+# With a compiler, a failed build is an error (UPSAMPLE_PLUGIN_REQUIRE_EXT=0 installs without the extension).
 # Checked from outside the checkout: inside it, `import upsample_plugin` would find the source tree itself.
 REPO=$(pwd)
-if ! (cd / && $PY -c "import os, sys, upsample_plugin as p; sys.exit(os.path.dirname(p.__file__) != os.path.join(sys.argv[1], 'upsample_plugin'))" "$REPO") 2>/dev/null; then
-    log "upsample_plugin (editable)"
+HAVE_CXX=0
+if command -v "${CXX:-c++}" >/dev/null 2>&1; then HAVE_CXX=1; fi
+plugin_state() {
+    (cd / && $PY - "$REPO" "$HAVE_CXX" <<'PY'
+import os, sys
+repo, have_cxx = sys.argv[1], sys.argv[2] == '1'
+try:
+    import upsample_plugin as p
+except Exception:
+    print('missing'); raise SystemExit
+if os.path.dirname(p.__file__) != os.path.join(repo, 'upsample_plugin'):
+    print('missing'); raise SystemExit
+if not have_cxx:
+    print('ok'); raise SystemExit
+from upsample_plugin.ops import _library
+if not _library.compiled_available('cpu'):
+    print('extension missing or not loadable'); raise SystemExit
+sources = [os.path.join(repo, 'setup.py')] + [os.path.join(d, f) for d, _, files in
+                                              os.walk(os.path.join(repo, 'upsample_plugin', 'ops', 'csrc'))
+                                              for f in files]
+built = os.path.getmtime(_library._C.__file__)
+print('extension older than its sources' if max(map(os.path.getmtime, sources)) > built else 'ok')
+PY
+    ) 2>/dev/null || echo "missing"
+}
+STATE=$(plugin_state)
+if [ "$STATE" != "ok" ]; then
+    log "upsample_plugin (editable): $STATE"
+    if [ "$HAVE_CXX" = 1 ]; then export UPSAMPLE_PLUGIN_REQUIRE_EXT=${UPSAMPLE_PLUGIN_REQUIRE_EXT:-1}; fi
     $PIP install -q --no-build-isolation --no-deps -c "$CONSTRAINTS" -e .
 fi
 log "done"

@@ -1,19 +1,24 @@
 """The CARAFE op (spec/carafe.md): the checked entry point ``carafe`` and its pure-PyTorch reference.
 
-``carafe`` picks mmcv's CUDA kernel for CUDA tensors it supports, else the reference (the plugin's compiled
-kernels slot in here). The reference is the ground truth of the tests: any device and dtype, autograd, and
-memory traded for simplicity (it holds ``kernel_size**2`` shifted copies of the low-resolution map).
+``carafe`` runs, in order of preference: the plugin's compiled op ``torch.ops.upsample_plugin.carafe_forward``
+(ops/csrc; CPU tensors, and CUDA tensors when the extension was built with CUDA), mmcv's CUDA kernel for CUDA
+tensors it supports, else the reference. ``backend=`` or ``UPSAMPLE_PLUGIN_FORCE_REFERENCE=1`` choose explicitly.
+The reference is the ground truth of the tests: any device and dtype, autograd, and memory traded for
+simplicity (it holds ``kernel_size**2`` shifted copies of the low-resolution map).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+from . import _library
 from ._checks import check_carafe_args, compute_dtype, force_reference
 
 # mmcv's fast CARAFE kernel caches one pixel's masks in 12288 floats of shared memory (32 pixels per block):
 # more than 384 mask channels would overflow it, and mmcv does not check (spec/carafe.md).
 _MMCV_MAX_MASK_CHANNELS = 384
+
+BACKENDS = ('auto', 'compiled', 'mmcv', 'reference')
 
 
 def carafe_reference(features: torch.Tensor, masks: torch.Tensor, kernel_size: int, group_size: int,
@@ -48,8 +53,24 @@ def _mmcv_cuda_carafe():
     return mmcv_carafe
 
 
+def _mmcv_supports(features: torch.Tensor, kernel_size: int, group_size: int) -> bool:
+    return (features.is_cuda and features.dtype != torch.bfloat16 and features.numel() > 0
+            and kernel_size * kernel_size * group_size <= _MMCV_MAX_MASK_CHANNELS)
+
+
+def _auto_backend(features: torch.Tensor, kernel_size: int, group_size: int) -> str:
+    if force_reference():
+        return 'reference'
+    if _library.compiled_available(features.device):
+        return 'compiled'
+    if _mmcv_supports(features, kernel_size, group_size) and _mmcv_cuda_carafe() is not None:
+        return 'mmcv'
+    _library.warn_unavailable()
+    return 'reference'
+
+
 def carafe(features: torch.Tensor, masks: torch.Tensor, kernel_size: int, group_size: int,
-           scale_factor: int) -> torch.Tensor:
+           scale_factor: int, *, backend: str = 'auto') -> torch.Tensor:
     """Content-aware reassembly of features (CARAFE, Wang et al., ICCV 2019; spec/carafe.md).
 
     Args:
@@ -59,14 +80,29 @@ def carafe(features: torch.Tensor, masks: torch.Tensor, kernel_size: int, group_
         kernel_size: odd reassembly kernel size k.
         group_size: channel groups G sharing one kernel; must divide C.
         scale_factor: integer upsampling ratio s.
+        backend: ``'auto'`` (default): the compiled op when it has a kernel for the device, else mmcv's CUDA op
+            on CUDA, else the reference; ``UPSAMPLE_PLUGIN_FORCE_REFERENCE=1`` turns ``'auto'`` into
+            ``'reference'``. ``'compiled'``, ``'mmcv'`` and ``'reference'`` force one (RuntimeError when it
+            cannot run these inputs).
 
     Returns:
         (N, C, H*s, W*s), same dtype as ``features`` (float16/bfloat16 accumulate in float32).
+        The compiled and reference backends support gradients of any order (double backward included).
     """
     check_carafe_args(features, masks, kernel_size, group_size, scale_factor)
-    if (features.is_cuda and not force_reference() and features.dtype != torch.bfloat16
-            and kernel_size * kernel_size * group_size <= _MMCV_MAX_MASK_CHANNELS and features.numel() > 0):
-        mmcv_carafe = _mmcv_cuda_carafe()
-        if mmcv_carafe is not None:
-            return mmcv_carafe(features.contiguous(), masks.contiguous(), kernel_size, group_size, scale_factor)
+    if backend == 'auto':
+        backend = _auto_backend(features, kernel_size, group_size)
+    if backend == 'compiled':
+        if not _library.compiled_available(features.device):
+            raise RuntimeError(f'backend="compiled": upsample_plugin._C has no CARAFE kernel for '
+                               f'{features.device.type} tensors (loaded: {_library.compiled_available()})')
+        return torch.ops.upsample_plugin.carafe_forward(features, masks, kernel_size, group_size, scale_factor)
+    if backend == 'mmcv':
+        mmcv_carafe = _mmcv_cuda_carafe() if _mmcv_supports(features, kernel_size, group_size) else None
+        if mmcv_carafe is None:
+            raise RuntimeError('backend="mmcv": mmcv\'s CARAFE needs mmcv with CUDA ops, non-empty CUDA '
+                               f'float16/32/64 tensors and kernel_size**2 * group_size <= {_MMCV_MAX_MASK_CHANNELS}')
+        return mmcv_carafe(features.contiguous(), masks.contiguous(), kernel_size, group_size, scale_factor)
+    if backend != 'reference':
+        raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}')
     return carafe_reference(features, masks, kernel_size, group_size, scale_factor)

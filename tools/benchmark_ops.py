@@ -1,0 +1,228 @@
+#!/usr/bin/env python
+"""Latency and peak memory of the plugin's ops: pure-PyTorch reference vs compiled kernel (upsample_plugin._C).
+
+For each op, size and backend: forward and forward+backward latency (torch.utils.benchmark.Timer with all intra-op
+threads, one warm-up call, then the median of ``--repeats`` timed calls) and peak memory. Output: a markdown table
+(stdout, and ``--output FILE``).
+
+Peak memory, CPU: every (op, size, backend, mode) runs once in a fresh subprocess. It runs the op once on tiny
+inputs to initialise threads and lazy state, builds its inputs, resets the RSS high-water mark (/proc/self/clear_refs)
+and reads its resident set size (RSS, /proc/self/statm), runs the op once at full size and reads the high-water
+mark (VmHWM, /proc/self/status). Peak = high-water mark - RSS before: everything the op allocates beyond its
+inputs (outputs, saved tensors, workspaces, gradients), at page granularity. On CUDA:
+torch.cuda.max_memory_allocated() minus the allocated memory before the call, in this process.
+
+Ops are rows of OPS (CARAFE now; DLU and DDF join when their compiled kernels land): each names its backends
+and a function making its inputs for one size.
+
+Example: python tools/benchmark_ops.py --output carafe_bench.md
+         python tools/benchmark_ops.py --sizes 120x120 --repeats 3
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils import benchmark
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from upsample_plugin.ops import _library, carafe  # noqa: E402
+
+# The issue's headline size, then the FPN levels P2..P5 of an 800x1333 image (padded to 64: 832x1344 -> /4../32).
+DEFAULT_SIZES = ['120x120', '200x336', '100x168', '50x84', '25x42']
+HEADLINE = '120x120'
+
+
+def carafe_case(size: tuple[int, int], channels: int, device: str, requires_grad: bool):
+    """Inputs of CARAFE k5 G1 x2 (mmdet FPN_CARAFE defaults) and the call, for one low-resolution size."""
+    k, g, s = 5, 1, 2
+    h, w = size
+    gen = torch.Generator().manual_seed(0)
+    features = torch.empty(1, channels, h, w).normal_(generator=gen).to(device)
+    masks = torch.empty(1, k * k * g, h * s, w * s).uniform_(generator=gen).to(device)
+    masks /= masks.sum(1, keepdim=True)  # normalised like the softmax output, without a full-size temporary
+    grad_out = torch.empty(1, channels, h * s, w * s).normal_(generator=gen).to(device)
+    features.requires_grad_(requires_grad)
+    masks.requires_grad_(requires_grad)
+
+    def call(backend):
+        return carafe(features, masks, k, g, s, backend=backend)
+    return call, (features, masks), grad_out
+
+
+OPS = {
+    # op: (description, case builder, backends)
+    'carafe': ('CARAFE k=5, G=1, x2', carafe_case, ('reference', 'compiled')),
+}
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    h, w = text.lower().split('x')
+    return int(h), int(w)
+
+
+def run_once(call, backend, inputs, grad_out, mode):
+    if mode == 'forward':
+        with torch.no_grad():
+            return call(backend)
+    for t in inputs:
+        t.grad = None
+    out = call(backend)
+    out.backward(grad_out)
+    return out
+
+
+def sync(device):
+    if device == 'cuda':
+        torch.cuda.synchronize()
+
+
+def time_case(op, size, backend, mode, args) -> float:
+    """Median seconds of one call (forward, or forward + backward)."""
+    _, builder, _ = OPS[op]
+    call, inputs, grad_out = builder(size, args.channels, args.device, mode == 'forward+backward')
+    run_once(call, backend, inputs, grad_out, mode)  # warm-up
+    sync(args.device)
+    timer = benchmark.Timer(stmt='run_once(call, backend, inputs, grad_out, mode); sync(device)',
+                            globals=dict(run_once=run_once, call=call, backend=backend, inputs=inputs,
+                                         grad_out=grad_out, mode=mode, sync=sync, device=args.device),
+                            num_threads=torch.get_num_threads())
+    times, start = [], time.perf_counter()
+    while len(times) < args.repeats:
+        times.append(timer.timeit(1).median)
+        if len(times) >= args.min_repeats and time.perf_counter() - start > args.max_seconds:
+            break
+    return statistics.median(times)
+
+
+def current_rss() -> int:
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+
+
+def rss_high_water() -> int:
+    """This process's peak RSS (VmHWM). Not ru_maxrss: Linux carries that over from the parent across exec."""
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def reset_rss_high_water() -> None:
+    """Reset VmHWM to the current RSS (Linux >= 4.0); without it the high-water mark since exec is kept."""
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+    except OSError:
+        pass
+
+
+def peak_memory_here(op, size, backend, mode, args) -> int:
+    """Bytes the call allocates beyond its inputs (see the module docstring); run in a fresh process on CPU."""
+    _, builder, _ = OPS[op]
+    tiny, tiny_inputs, tiny_grad = builder((4, 4), 8, args.device, mode == 'forward+backward')
+    run_once(tiny, backend, tiny_inputs, tiny_grad, mode)
+    del tiny, tiny_inputs, tiny_grad
+    call, inputs, grad_out = builder(size, args.channels, args.device, mode == 'forward+backward')
+    if args.device == 'cuda':
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        run_once(call, backend, inputs, grad_out, mode)
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - before
+    reset_rss_high_water()
+    before = current_rss()
+    run_once(call, backend, inputs, grad_out, mode)
+    return rss_high_water() - before
+
+
+def peak_memory(op, size, backend, mode, args) -> int:
+    if args.device == 'cuda':
+        return peak_memory_here(op, size, backend, mode, args)
+    cmd = [sys.executable, __file__, '--measure-memory', json.dumps([op, list(size), backend, mode]),
+           '--channels', str(args.channels), '--device', args.device, '--threads', str(torch.get_num_threads())]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return int(result.stdout.strip().splitlines()[-1])
+
+
+def mb(nbytes: float) -> str:
+    return f'{nbytes / 2**20:,.0f}'
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--ops', nargs='+', default=list(OPS), choices=list(OPS))
+    parser.add_argument('--sizes', nargs='+', default=DEFAULT_SIZES, help='low-resolution HxW, e.g. 120x120')
+    parser.add_argument('--channels', type=int, default=256)
+    parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
+    parser.add_argument('--threads', type=int, default=torch.get_num_threads())
+    parser.add_argument('--repeats', type=int, default=5, help='timed calls per case (after one warm-up)')
+    parser.add_argument('--min-repeats', type=int, default=3, help='timed calls even when slow')
+    parser.add_argument('--max-seconds', type=float, default=20.0,
+                        help='stop timing a case after this long once --min-repeats calls are done')
+    parser.add_argument('--no-memory', action='store_true', help='skip the peak-memory subprocesses')
+    parser.add_argument('--output', type=Path, help='also write the markdown table here')
+    parser.add_argument('--measure-memory', help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    if args.measure_memory:  # child process of peak_memory()
+        op, size, backend, mode = json.loads(args.measure_memory)
+        print(peak_memory_here(op, tuple(size), backend, mode, args))
+        return
+
+    if not _library.compiled_available(args.device):
+        sys.exit(f'upsample_plugin._C has no {args.device} kernels ({_library.load_error()}); build it with '
+                 f'`pip install --no-build-isolation --no-deps -e .`')
+    modes = ('forward', 'forward+backward')
+    lines = [f'Device {args.device}, {torch.get_num_threads()} threads, torch {torch.__version__}, float32, '
+             f'batch 1, {args.channels} channels. Latency: median of {args.repeats} calls (at least '
+             f'{args.min_repeats}) after one warm-up. Peak memory: '
+             + ('RSS high-water mark minus RSS before the call, fresh process per cell.'
+                if args.device == 'cpu' else 'max_memory_allocated minus memory_allocated before the call.'),
+             '',
+             '| op | size (low-res) | backend | fwd ms | fwd+bwd ms | fwd peak MB | fwd+bwd peak MB |',
+             '|---|---|---|---:|---:|---:|---:|']
+    summary = []
+    for op in args.ops:
+        description, _, backends = OPS[op]
+        for size_text in args.sizes:
+            size = parse_size(size_text)
+            row = {}
+            for backend in backends:
+                cell = {mode: time_case(op, size, backend, mode, args) for mode in modes}
+                if not args.no_memory:
+                    cell.update({f'{mode} memory': peak_memory(op, size, backend, mode, args) for mode in modes})
+                row[backend] = cell
+                memory = (f'{mb(cell["forward memory"])} | {mb(cell["forward+backward memory"])}'
+                          if not args.no_memory else '- | -')
+                lines.append(f'| {description} | {args.channels}x{size[0]}x{size[1]} | {backend} | '
+                             f'{cell["forward"] * 1e3:,.1f} | {cell["forward+backward"] * 1e3:,.1f} | {memory} |')
+                print(lines[-1], file=sys.stderr, flush=True)
+            ref, fast = row['reference'], row['compiled']
+            ratios = (f'{ref["forward"] / fast["forward"]:.1f}x / '
+                      f'{ref["forward+backward"] / fast["forward+backward"]:.1f}x')
+            if not args.no_memory:
+                ratios += (f' faster; {ref["forward memory"] / fast["forward memory"]:.1f}x / '
+                           f'{ref["forward+backward memory"] / fast["forward+backward memory"]:.1f}x less memory')
+            summary.append(f'- {description} at {args.channels}x{size[0]}x{size[1]}: compiled vs reference '
+                           f'(fwd / fwd+bwd): {ratios}')
+    text = '\n'.join(lines + [''] + summary) + '\n'
+    print(text)
+    if args.output:
+        args.output.write_text(text)
+
+
+if __name__ == '__main__':
+    main()

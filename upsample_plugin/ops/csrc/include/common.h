@@ -1,0 +1,46 @@
+// Shared by every op of upsample_plugin._C: the HOST_DEVICE macro for per-element functions that both the CPU
+// (.cpp, gcc) and the CUDA (.cu, nvcc) kernels compile, and host-only argument checks that raise a
+// c10::Error (RuntimeError in Python) naming the argument and the expected shape.
+#pragma once
+
+#include <cstdint>
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/Exception.h>
+
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define HOST_DEVICE __host__ __device__ __forceinline__
+#else
+#define HOST_DEVICE inline
+#endif
+
+namespace upsample_plugin {
+
+// The dtypes every kernel accepts (AT_DISPATCH_FLOATING_TYPES_AND2(Half, BFloat16, ...)).
+inline bool is_kernel_dtype(at::ScalarType t) {
+  return t == at::kFloat || t == at::kDouble || t == at::kHalf || t == at::kBFloat16;
+}
+
+// `name` must be a defined 4-D float16/bfloat16/float32/float64 tensor; `layout` names its dimensions.
+inline void check_4d_float(const at::Tensor& t, const char* name, const char* layout) {
+  TORCH_CHECK(t.defined(), name, " must be a tensor of shape ", layout, ", got an undefined tensor");
+  TORCH_CHECK(t.dim() == 4, name, " must be 4-D ", layout, ", got shape ", t.sizes());
+  TORCH_CHECK(is_kernel_dtype(t.scalar_type()), name,
+              " must be float16, bfloat16, float32 or float64, got ", t.scalar_type());
+}
+
+// `b` must share `a`'s device and dtype.
+inline void check_same_device_dtype(const at::Tensor& a, const char* name_a, const at::Tensor& b,
+                                    const char* name_b) {
+  TORCH_CHECK(a.device() == b.device(), name_b, " is on ", b.device(), " but ", name_a, " is on ", a.device(),
+              "; put both on one device");
+  TORCH_CHECK(a.scalar_type() == b.scalar_type(), name_b, " has dtype ", b.scalar_type(), " but ", name_a,
+              " has ", a.scalar_type(), "; cast one to the other");
+}
+
+inline void check_device_type(const at::Tensor& t, const char* name, c10::DeviceType type) {
+  TORCH_CHECK(t.device().type() == type, name, " must be a ", c10::DeviceTypeName(type), " tensor here, got ",
+              t.device());
+}
+
+}  // namespace upsample_plugin
