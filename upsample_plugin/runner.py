@@ -6,6 +6,7 @@ library it belongs to.
 """
 from __future__ import annotations
 
+import importlib
 import os
 import os.path as osp
 import warnings
@@ -14,23 +15,48 @@ from typing import Optional
 from mmengine.config import Config, ConfigDict
 
 
+_BUILTIN_STATISTICS = ('min', 'max', 'current', 'mean')
+
+
+def _history_buffer_state(self) -> dict:
+    """``HistoryBuffer.__getstate__`` without the built-in statistics functions.
+
+    mmengine pickles the class-wide table of statistics methods into every buffer; the built-in four are
+    recreated by ``__setstate__`` anyway, but pickling them takes ``getattr(HistoryBuffer, 'min')``, which
+    ``torch.load(weights_only=True)`` rightly refuses. Custom statistics (``register_statistics``) are kept.
+    Unlike the original, this does not write into the instance's ``__dict__``.
+    """
+    state = dict(self.__dict__)
+    state.pop('statistics_methods', None)
+    custom = {k: v for k, v in self._statistics_methods.items() if k not in _BUILTIN_STATISTICS}
+    if custom:
+        state['statistics_methods'] = custom
+    return state
+
+
 def trust_mm_checkpoints() -> None:
     """Let ``torch.load(weights_only=True)`` (the default since torch 2.6) read mmengine checkpoints.
 
     mmengine 0.10.7 calls ``torch.load`` without ``weights_only``, and its checkpoints hold more than tensors:
-    the message hub's ``HistoryBuffer`` (numpy arrays inside) and numpy scalars in the run-time info. Resuming
-    then fails with "Weights only load failed". Registering exactly those classes as safe globals keeps the
-    safe loader (no arbitrary code from a checkpoint) instead of switching it off with
-    ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``.
+    the message hub's ``HistoryBuffer`` (numpy arrays inside) and numpy scalars in the run-time info, so
+    resuming fails with "Weights only load failed". Instead of switching the safe loader off
+    (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``), exactly those classes are registered as safe globals, and
+    checkpoints written from now on leave out the pickled built-in statistics functions (the one item that
+    needs ``getattr``). A checkpoint written by stock mmengine tools still contains them: load it with
+    ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` if you trust it.
     """
     import numpy as np
     import torch
     from mmengine.logging import HistoryBuffer
 
+    HistoryBuffer.__getstate__ = _history_buffer_state
     if not hasattr(torch.serialization, 'add_safe_globals'):  # torch < 2.4 loads everything anyway
         return
-    numpy_core = getattr(np, '_core', None) or np.core
-    safe = [HistoryBuffer, np.ndarray, np.dtype, numpy_core.multiarray._reconstruct, numpy_core.multiarray.scalar]
+    try:  # numpy >= 2 (numpy 1.26 has a numpy._core stub without multiarray)
+        multiarray = importlib.import_module('numpy._core.multiarray')
+    except ImportError:
+        multiarray = importlib.import_module('numpy.core.multiarray')
+    safe = [HistoryBuffer, np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar]
     # numpy >= 1.25 pickles dtypes by class (np.dtypes.Float64DType, ...).
     dtypes = getattr(np, 'dtypes', None)
     if dtypes is not None:
