@@ -16,5 +16,6 @@ cuda-check:
 		PYTHON=$(PYTHON) bash tools/check_cuda_compile.sh; \
 	else echo "[cuda-check] skipped: no nvcc on this machine"; fi
 
+# Main job: toy data -> train a toy Faster R-CNN with DySample in its FPN (CPU) -> test with mmdet's COCO metric.
 demo: install
-	$(PYTHON) tools/benchmark_upsamplers.py --channels 256 --size 120 120 --scale 2
+	PYTHON=$(PYTHON) bash tools/toy_demo.sh

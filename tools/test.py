@@ -4,7 +4,8 @@ import argparse
 
 from mmengine.config import DictAction
 
-from upsample_plugin.runner import build_runner, enable_tta, enable_visualization, load_config, set_local_rank
+from upsample_plugin.runner import (build_runner, check_data, enable_tta, enable_visualization, load_config,
+                                    run_tool, set_local_rank)
 
 
 def parse_args(argv=None):
@@ -19,6 +20,8 @@ def parse_args(argv=None):
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     parser.add_argument('--tta', action='store_true', help='test-time augmentation (tta_model/tta_pipeline)')
+    parser.add_argument('--no-data-check', action='store_true',
+                        help='skip validating the annotation files before building the runner')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     return parser.parse_args(argv)
 
@@ -38,6 +41,8 @@ def main(argv=None):
         cfg.test_evaluator['keep_results'] = True
     elif args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         raise ValueError(f'--out must be a .pkl file for detection configs, got {args.out!r}')
+    if not args.no_data_check:
+        check_data(cfg, ('test_dataloader',))
     runner = build_runner(cfg)
     if args.out is not None and not is_seg:
         from mmdet.evaluation import DumpDetResults
@@ -46,4 +51,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

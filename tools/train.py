@@ -4,8 +4,8 @@ import argparse
 
 from mmengine.config import DictAction
 
-from upsample_plugin.runner import (build_runner, enable_amp, enable_auto_scale_lr, load_config, set_local_rank,
-                                    set_resume)
+from upsample_plugin.runner import (build_runner, check_data, enable_amp, enable_auto_scale_lr, load_config,
+                                    run_tool, set_local_rank, set_resume)
 
 
 def parse_args(argv=None):
@@ -19,6 +19,8 @@ def parse_args(argv=None):
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value pairs (e.g. model.neck.upsample_cfg.type=dlu)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
+    parser.add_argument('--no-data-check', action='store_true',
+                        help='skip validating the annotation files before building the runner')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     return parser.parse_args(argv)
 
@@ -32,8 +34,10 @@ def main(argv=None):
     if args.auto_scale_lr:
         enable_auto_scale_lr(cfg)
     set_resume(cfg, args.resume)
+    if not args.no_data_check:
+        check_data(cfg, ('train_dataloader', 'val_dataloader'))
     build_runner(cfg).train()
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -133,6 +133,25 @@ def enable_tta(cfg: Config) -> None:
     cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
 
 
+def check_data(cfg: Config, dataloaders, max_label_files: int = 64) -> None:
+    """Validate the datasets of ``dataloaders`` (e.g. ``('train_dataloader', 'val_dataloader')``) before the
+    Runner touches them: a missing or corrupt annotation file, an empty image list, a label outside the classes
+    or a missing image raises ``ValueError``/``FileNotFoundError`` naming the file (upsample_plugin.data_checks)
+    instead of a stack trace from deep inside a data worker. Label maps: the first ``max_label_files`` only."""
+    from .data_checks import check_dataloader_cfg
+    for name in dataloaders:
+        if cfg.get(name) is not None:
+            check_dataloader_cfg(cfg.get(name), max_label_files=max_label_files, scope=cfg.get('default_scope'))
+
+
+def run_tool(main) -> None:
+    """Run a tool's ``main``; data and config errors end it with their message (exit status 1), no traceback."""
+    try:
+        main()
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f'error: {error}') from None
+
+
 def build_runner(cfg: Config):
     """mmengine's Runner (or the config's ``runner_type``), with checkpoints loadable under torch >= 2.6."""
     from mmengine.registry import RUNNERS
