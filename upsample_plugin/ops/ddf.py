@@ -1,19 +1,25 @@
 """The DDF op (decoupled dynamic filtering, spec/ddf.md "Custom op"): the checked entry point ``ddf`` and its
 pure-PyTorch reference ``ddf_reference``.
 
-``ddf`` is the single dispatch point of the op: today it always runs the reference (the official op exists only
-as CUDA extensions); the plugin's compiled kernels slot in here later. The reference is the ground truth of the
-tests: any device and dtype, autograd (twice differentiable), and memory traded for simplicity (it holds
-``kernel_size**2`` shifted copies of the output-sized map, like the unfold form of the spec).
+``ddf`` runs, in order of preference: the plugin's compiled op ``torch.ops.upsample_plugin.ddf_forward``
+(ops/csrc/cpu/ddf_cpu.cpp, cuda/ddf_cuda.cu; CPU tensors, and CUDA tensors when the extension was built with CUDA),
+else the reference. ``backend=`` or ``UPSAMPLE_PLUGIN_FORCE_REFERENCE=1`` choose explicitly. The compiled op is
+differentiable to any order (its double backward is again made of compiled calls, see ``_library_ddf.py``).
+The reference is the ground truth of the tests: any device and dtype, autograd (twice differentiable), and memory
+traded for simplicity (it holds ``kernel_size**2`` shifted copies of the output-sized map, like the unfold form of
+the spec).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_4d, check_int, check_odd_kernel, check_same_device_dtype, compute_dtype
+from . import _library
+from ._checks import check_4d, check_int, check_odd_kernel, check_same_device_dtype, compute_dtype, force_reference
+from ._library_ddf import ddf_compiled_available
 
 COMBINES = ('mul', 'add')
+BACKENDS = ('auto', 'compiled', 'reference')
 
 
 def check_ddf_args(features, channel_filter, spatial_filter, kernel_size, dilation, stride, combine) -> None:
@@ -76,8 +82,17 @@ def ddf_reference(features: torch.Tensor, channel_filter: torch.Tensor, spatial_
     return out.reshape(out_shape).to(features.dtype)
 
 
+def _auto_backend(features: torch.Tensor) -> str:
+    if force_reference():
+        return 'reference'
+    if ddf_compiled_available(features.device):
+        return 'compiled'
+    _library.warn_unavailable()
+    return 'reference'
+
+
 def ddf(features: torch.Tensor, channel_filter: torch.Tensor, spatial_filter: torch.Tensor, kernel_size: int,
-        dilation: int = 1, stride: int = 1, combine: str = 'mul') -> torch.Tensor:
+        dilation: int = 1, stride: int = 1, combine: str = 'mul', *, backend: str = 'auto') -> torch.Tensor:
     """Decoupled dynamic filter (DDF, Zhou et al., CVPR 2021, https://arxiv.org/abs/2104.14107; spec/ddf.md).
 
     A per-sample, per-position depthwise k x k filter decoupled into a spatial filter (one per output position,
@@ -92,10 +107,24 @@ def ddf(features: torch.Tensor, channel_filter: torch.Tensor, spatial_filter: to
         dilation: tap spacing d.
         stride: output stride s; output pixel (y, x) is centred on input pixel (y*s, x*s).
         combine: ``'mul'`` (filter = spatial * channel) or ``'add'`` (filter = spatial + channel).
+        backend: ``'auto'`` (default): the compiled op when it has a kernel for the device, else the reference;
+            ``UPSAMPLE_PLUGIN_FORCE_REFERENCE=1`` turns ``'auto'`` into ``'reference'``. ``'compiled'`` and
+            ``'reference'`` force one (RuntimeError when the compiled op has no kernel for the device).
 
     Returns:
         (N, C, H // stride, W // stride), same dtype as ``features`` (float16/bfloat16 accumulate in float32,
-        as the official wrapper computes half inputs in float32).
+        as the official wrapper computes half inputs in float32). Both backends support gradients of any order
+        (double backward included); the compiled backward is deterministic (gathers, no atomics).
     """
     check_ddf_args(features, channel_filter, spatial_filter, kernel_size, dilation, stride, combine)
+    if backend == 'auto':
+        backend = _auto_backend(features)
+    if backend == 'compiled':
+        if not ddf_compiled_available(features.device):
+            raise RuntimeError(f'backend="compiled": upsample_plugin._C has no DDF kernel for '
+                               f'{features.device.type} tensors (loaded: {_library.compiled_available()})')
+        return torch.ops.upsample_plugin.ddf_forward(features, channel_filter, spatial_filter, kernel_size,
+                                                     dilation, stride, combine)
+    if backend != 'reference':
+        raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}')
     return ddf_reference(features, channel_filter, spatial_filter, kernel_size, dilation, stride, combine)
