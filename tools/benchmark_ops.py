@@ -12,7 +12,7 @@ mark (VmHWM, /proc/self/status). Peak = high-water mark - RSS before: everything
 inputs (outputs, saved tensors, workspaces, gradients), at page granularity. On CUDA:
 torch.cuda.max_memory_allocated() minus the allocated memory before the call, in this process.
 
-Ops are rows of OPS (CARAFE now; DLU and DDF join when their compiled kernels land): each names its backends
+Ops are rows of OPS (CARAFE now; CARAFE, DLU (fused) and DDF): each names its backends
 and a function making its inputs for one size.
 
 Example: python tools/benchmark_ops.py --output carafe_bench.md
@@ -59,9 +59,55 @@ def carafe_case(size: tuple[int, int], channels: int, device: str, requires_grad
     return call, (features, masks), grad_out
 
 
+def ddf_case(size: tuple[int, int], channels: int, device: str, requires_grad: bool):
+    """Inputs of one DDF call as DDF-Up makes it (k=3, 'mul', dilation 1, stride 1 on the low-resolution map; a
+    DDFUpPack x2 makes 4 such calls) and the call, for one low-resolution size."""
+    from upsample_plugin.ops.ddf import ddf
+    k = 3
+    h, w = size
+    gen = torch.Generator().manual_seed(0)
+    features = torch.empty(1, channels, h, w).normal_(generator=gen).to(device)
+    channel_filter = torch.empty(1, channels, k, k).normal_(generator=gen).div_(k).to(device)
+    spatial_filter = torch.empty(1, k * k, h, w).normal_(generator=gen).div_(k).to(device)
+    grad_out = torch.empty(1, channels, h, w).normal_(generator=gen).to(device)
+    for t in (features, channel_filter, spatial_filter):
+        t.requires_grad_(requires_grad)
+
+    def call(backend):
+        return ddf(features, channel_filter, spatial_filter, k, 1, 1, 'mul', backend=backend)
+    return call, (features, channel_filter, spatial_filter), grad_out
+
+
+def dlu_case_for(s: int):
+    """Inputs of the DLU reassembly (k=5, G=1, x``s``: kernel space + offsets of DLUPack) and the call. Offsets of
+    about a pixel, so the sampled kernels differ from the parent's. The issue's target: fused DLU peak memory
+    below CARAFE's at x2 and x4 (compare the 'carafe' rows; CARAFE x4 holds 25*16*H*W masks)."""
+    from upsample_plugin.ops.dlu import dlu_reassemble
+
+    def case(size: tuple[int, int], channels: int, device: str, requires_grad: bool):
+        k, g = 5, 1
+        h, w = size
+        gen = torch.Generator().manual_seed(0)
+        features = torch.empty(1, channels, h, w).normal_(generator=gen).to(device)
+        space = torch.empty(1, k * k * g, h, w).uniform_(generator=gen)
+        space = (space / space.sum(1, keepdim=True)).to(device)
+        offsets = torch.empty(1, g * 2 * s * s, h, w).normal_(generator=gen).to(device)
+        grad_out = torch.empty(1, channels, h * s, w * s).normal_(generator=gen).to(device)
+        for t in (features, space, offsets):
+            t.requires_grad_(requires_grad)
+
+        def call(backend):
+            return dlu_reassemble(features, space, offsets, k, g, s, backend=backend)
+        return call, (features, space, offsets), grad_out
+    return case
+
+
 OPS = {
     # op: (description, case builder, backends)
     'carafe': ('CARAFE k=5, G=1, x2', carafe_case, ('reference', 'compiled')),
+    'ddf': ('DDF (DDF-Up call) k=3, mul, stride 1', ddf_case, ('reference', 'compiled')),
+    'dlu_x2': ('DLU k=5, G=1, x2', dlu_case_for(2), ('reference', 'compiled')),
+    'dlu_x4': ('DLU k=5, G=1, x4', dlu_case_for(4), ('reference', 'compiled')),
 }
 
 

@@ -5,10 +5,12 @@ DLU (Dynamic Lightweight Upsampling, https://arxiv.org/abs/2410.22139) predicts 
 kernel of high-resolution pixel (p, q) is the kernel space bilinearly sampled at its parent pixel plus the
 offset, position clamped to the map; the feature is then reassembled with it exactly as CARAFE does.
 
-:func:`dlu_reassemble` is the checked entry point (a fused compiled kernel that samples each output pixel's
-kernel on the fly, without materialising the (N, k*k*G, s*H, s*W) kernel tensor, slots in here).
-:func:`dlu_reassemble_reference` defines the math: it expands the kernels with ``grid_sample`` and calls
-:func:`upsample_plugin.ops.carafe`.
+:func:`dlu_reassemble` is the checked entry point. It runs, in order of preference, the fused compiled op
+``torch.ops.upsample_plugin.dlu_forward`` (ops/csrc/*/dlu_*: samples each output pixel's kernel on the fly in the
+reassembly loop, never materialising the (N, k*k*G, s*H, s*W) kernel tensor; CPU, and CUDA in a CUDA build), else
+the reference. ``backend=`` or ``UPSAMPLE_PLUGIN_FORCE_REFERENCE=1`` choose explicitly, as for CARAFE.
+:func:`dlu_reassemble_reference` defines the math (the ground truth of the tests): it expands the kernels with
+``grid_sample`` and calls :func:`upsample_plugin.ops.carafe`.
 
 Layouts (G = ``group_size``, s = ``scale_factor``, k = ``kernel_size``):
 
@@ -24,8 +26,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_4d, check_int, check_odd_kernel, check_same_device_dtype, compute_dtype
+from . import _library
+from ._checks import check_4d, check_int, check_odd_kernel, check_same_device_dtype, compute_dtype, force_reference
+from ._library_dlu import dlu_compiled_available
 from .carafe import carafe
+
+BACKENDS = ('auto', 'compiled', 'reference')
 
 
 def _check_dlu_args(features, kernel_space, offsets, kernel_size, group_size, scale_factor) -> None:
@@ -97,7 +103,7 @@ def dlu_reassemble_reference(features: torch.Tensor, kernel_space: torch.Tensor,
 
 
 def dlu_reassemble(features: torch.Tensor, kernel_space: torch.Tensor, offsets: torch.Tensor, kernel_size: int,
-                   group_size: int, scale_factor: int) -> torch.Tensor:
+                   group_size: int, scale_factor: int, *, backend: str = 'auto') -> torch.Tensor:
     """Reassemble ``features`` with kernels sampled from a low-resolution kernel space (DLU; spec/dlu.md).
 
     ``out[n, c, p, q] = sum_{a,b} K'[n, g*k*k + a*k + b, p, q] * features[n, c, p//s + a - r, q//s + b - r]``
@@ -115,9 +121,30 @@ def dlu_reassemble(features: torch.Tensor, kernel_space: torch.Tensor, offsets: 
         kernel_size: odd reassembly kernel size k.
         group_size: channel groups G, each with its own kernel space and offsets; must divide C.
         scale_factor: integer upsampling ratio s.
+        backend: ``'auto'`` (default): the fused compiled op when it has a kernel for the device, else the
+            reference; ``UPSAMPLE_PLUGIN_FORCE_REFERENCE=1`` turns ``'auto'`` into ``'reference'``.
+            ``'compiled'`` and ``'reference'`` force one (RuntimeError when the compiled op cannot run here).
 
     Returns:
         (N, C, s*H, s*W) in ``features.dtype`` (float16/bfloat16 computed in float32). Any H, W >= 1.
+        Both backends support first and second order gradients; the compiled op's second order runs through
+        the reference (see ``ops/_library_dlu.py``).
     """
     _check_dlu_args(features, kernel_space, offsets, kernel_size, group_size, scale_factor)
+    if backend == 'auto':
+        if force_reference():
+            backend = 'reference'
+        elif dlu_compiled_available(features.device):
+            backend = 'compiled'
+        else:
+            _library.warn_unavailable()
+            backend = 'reference'
+    if backend == 'compiled':
+        if not dlu_compiled_available(features.device):
+            raise RuntimeError(f'backend="compiled": upsample_plugin._C has no DLU kernel for '
+                               f'{features.device.type} tensors (loaded: {_library.compiled_available()})')
+        return torch.ops.upsample_plugin.dlu_forward(features, kernel_space, offsets, kernel_size, group_size,
+                                                     scale_factor)
+    if backend != 'reference':
+        raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}')
     return dlu_reassemble_reference(features, kernel_space, offsets, kernel_size, group_size, scale_factor)

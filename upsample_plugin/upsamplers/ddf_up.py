@@ -243,8 +243,8 @@ class DDFUpPack(Upsampler):
       channels (official: ``in_channels`` whatever ``joint_channels`` says); same parameters when equal;
     * quirk 9 (handled): a guidance of the wrong size raises ValueError, or is resized when ``joint_resize``
       is set (the official reshape fails instead);
-    * quirks 7/8: the op is pure PyTorch and runs on any device; float16/bfloat16 are computed in float32 and
-      cast back (as the official wrapper does), so half precision saves no op memory;
+    * quirks 7/8: the op runs on any device (compiled CPU/CUDA kernels, pure-PyTorch reference elsewhere);
+      float16/bfloat16 accumulate in float32 (as the official wrapper computes in float32);
     * ValueErrors naming the argument instead of asserts; ``kernel_size`` must be >= 3 (k = 1 makes FilterNorm
       divide 0 by 0).
 

@@ -20,6 +20,8 @@
 //   4. In upsample_plugin/ops/_library.py: torch.library.register_fake for each schema and
 //      register_autograd for the forward (and, for double backward, for the backward).
 //   5. Dispatch from the op's Python entry point (see ops/carafe.py) and test it in tests/test_compiled_ops.py.
+//   (DDF: schemas in cpu/ddf_schema.cpp (TORCH_LIBRARY_FRAGMENT), fake/autograd in ops/_library_ddf.py.)
+//   (DLU: schemas in cpu/dlu_schema.cpp (TORCH_LIBRARY_FRAGMENT), fake/autograd in ops/_library_dlu.py.)
 #include <Python.h>
 #include <torch/library.h>
 
