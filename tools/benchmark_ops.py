@@ -12,7 +12,7 @@ mark (VmHWM, /proc/self/status). Peak = high-water mark - RSS before: everything
 inputs (outputs, saved tensors, workspaces, gradients), at page granularity. On CUDA:
 torch.cuda.max_memory_allocated() minus the allocated memory before the call, in this process.
 
-Ops are rows of OPS (CARAFE now; CARAFE, DLU (fused) and DDF): each names its backends
+Ops are rows of OPS (CARAFE, fused DLU, DDF): each names its backends
 and a function making its inputs for one size.
 
 Example: python tools/benchmark_ops.py --output carafe_bench.md
