@@ -9,7 +9,7 @@ import torch
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from mmengine.optim import OptimWrapper
-from mmengine.registry import DefaultScope, init_default_scope
+from mmengine.registry import DefaultScope
 
 import upsample_plugin  # noqa: F401  (registers the upsamplers and the mm integration)
 
@@ -43,20 +43,26 @@ def load(path):
 
 
 def build(cfg):
-    init_default_scope(cfg.default_scope)
-    from mmengine.registry import MODELS
+    # Only inside the config's scope: a global init_default_scope would leak into later tests (an mmdet
+    # model built under the mmseg scope picks mmseg's losses).
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         scoped = __import__(f'{cfg.default_scope}.registry', fromlist=['MODELS']).MODELS
         return revert_sync_batchnorm(scoped.build(cfg.model))
 
 
-def det_batch(shapes, with_mask, with_semantic):
+def num_classes(cfg):
+    if cfg.default_scope == 'mmseg':
+        return cfg.model.decode_head.num_classes
+    return cfg.model.roi_head.bbox_head.num_classes
+
+
+def det_batch(shapes, classes, with_mask, with_semantic):
     from mmdet.testing import demo_mm_inputs
     return demo_mm_inputs(len(shapes), image_shapes=[(3, *s) for s in shapes], num_items=[3] * len(shapes),
-                          num_classes=80, with_mask=with_mask, with_semantic=with_semantic)
+                          num_classes=classes, with_mask=with_mask, with_semantic=with_semantic)
 
 
-def seg_batch(shapes, num_classes=150):
+def seg_batch(shapes, num_classes):
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
     gen = torch.Generator().manual_seed(0)
@@ -71,11 +77,10 @@ def seg_batch(shapes, num_classes=150):
 
 
 def batch_for(cfg, shapes):
-    family = cfg.default_scope
-    if family == 'mmseg':
-        return seg_batch(shapes)
+    if cfg.default_scope == 'mmseg':
+        return seg_batch(shapes, num_classes(cfg))
     model_type = cfg.model.type
-    return det_batch(shapes, with_mask=model_type in ('MaskRCNN', 'PanopticFPN'),
+    return det_batch(shapes, num_classes(cfg), with_mask=model_type in ('MaskRCNN', 'PanopticFPN'),
                      with_semantic=model_type == 'PanopticFPN')
 
 
@@ -89,11 +94,12 @@ def test_config_trains_and_predicts(path):
     model = build(cfg)
     model.train()
     optim_wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=1e-3))
-    losses = model.train_step(batch_for(cfg, [TRAIN_SIZE, TRAIN_SIZE]), optim_wrapper)
-    assert losses and all(torch.isfinite(v).all() for v in losses.values()), losses
-    model.eval()
-    with torch.no_grad():
-        results = model.test_step(batch_for(cfg, [TEST_SIZE]))
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        losses = model.train_step(batch_for(cfg, [TRAIN_SIZE, TRAIN_SIZE]), optim_wrapper)
+        assert losses and all(torch.isfinite(v).all() for v in losses.values()), losses
+        model.eval()
+        with torch.no_grad():
+            results = model.test_step(batch_for(cfg, [TEST_SIZE]))
     assert len(results) == 1
 
 
