@@ -91,9 +91,10 @@ HOST_DEVICE acc_t feature_grad_element(const scalar_t* grad, const scalar_t* mas
 
 // d masks[n, g*k*k + a*k + b, p, q]: the channel sum over group g, in channel order.
 // grad: grad_output + (n*C + g*C/G)*OH*OW; feat: features + (n*C + g*C/G)*H*W.
-template <typename scalar_t, typename acc_t>
+// Any geometry with CARAFE's fields (s, r, h, w, oh, ow, cpg) works: DLU's kernel gradient is this same sum.
+template <typename scalar_t, typename acc_t, typename Geo = Geometry>
 HOST_DEVICE acc_t mask_grad_element(const scalar_t* grad, const scalar_t* feat, int64_t a, int64_t b, int64_t p,
-                                    int64_t q, const Geometry& geo) {
+                                    int64_t q, const Geo& geo) {
   const int64_t y = p / geo.s + a - geo.r, x = q / geo.s + b - geo.r;
   acc_t acc = acc_t(0);
   if (y < 0 || y >= geo.h || x < 0 || x >= geo.w) return acc;

@@ -19,6 +19,7 @@
 
 #include <cmath>
 
+#include "carafe_common.h"
 #include "common.h"
 
 namespace upsample_plugin {
@@ -170,21 +171,12 @@ HOST_DEVICE acc_t feature_grad_element(const scalar_t* grad, const scalar_t* ks,
   return acc;
 }
 
-// dK'[n, g, a*k + b, p, q] (the CARAFE mask gradient): the channel sum over group g, in channel order.
+// dK'[n, g, a*k + b, p, q]: exactly the CARAFE mask gradient (the channel sum over group g, in channel order).
 // grad: grad_output + (n*C + g*C/G)*OH*OW; feat: features + (n*C + g*C/G)*H*W.
 template <typename scalar_t, typename acc_t>
 HOST_DEVICE acc_t kernel_grad_element(const scalar_t* grad, const scalar_t* feat, int64_t a, int64_t b, int64_t p,
                                       int64_t q, const Geometry& geo) {
-  const int64_t y = p / geo.s + a - geo.r, x = q / geo.s + b - geo.r;
-  acc_t acc = acc_t(0);
-  if (y < 0 || y >= geo.h || x < 0 || x >= geo.w) return acc;
-  const int64_t plane = geo.oh * geo.ow, src_plane = geo.h * geo.w;
-  const scalar_t* d = grad + p * geo.ow + q;
-  const scalar_t* f = feat + y * geo.w + x;
-  for (int64_t c = 0; c < geo.cpg; ++c) {
-    acc += static_cast<acc_t>(d[c * plane]) * static_cast<acc_t>(f[c * src_plane]);
-  }
-  return acc;
+  return carafe::mask_grad_element<scalar_t, acc_t>(grad, feat, a, b, p, q, geo);
 }
 
 // d offsets (x, y) of output pixel (p, q), group g: sum over taps of dK'_t * dK'_t/d(position) * clamp gradient.
