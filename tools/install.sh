@@ -47,12 +47,15 @@ want = {'mmengine': '0.10.7', 'mmdet': '3.3.0', 'mmsegmentation': '1.2.2'}
 for name, version in want.items():
     assert md.version(name) == version, name
 import numpy, ftfy, regex, panopticapi, pycocotools, hypothesis, pytest, matplotlib  # noqa: F401
+import onnx, onnxruntime, onnxscript  # noqa: F401  (ONNX export and its check)
 assert int(numpy.__version__.split('.')[0]) < 2
 PY
 then
-    log "mmengine, mmdet, mmsegmentation, test tools"
+    log "mmengine, mmdet, mmsegmentation, test and export tools"
+    # ml_dtypes < 0.6 (pulled by onnx): 0.6 asks for numpy 2.
     $PIP install -q -c "$CONSTRAINTS" mmengine==0.10.7 mmdet==3.3.0 mmsegmentation==1.2.2 "numpy<2" \
-        ftfy regex panopticapi-lite pycocotools hypothesis pytest matplotlib
+        ftfy regex panopticapi-lite pycocotools hypothesis pytest matplotlib \
+        onnx onnxruntime onnxscript "ml_dtypes<0.6"
 fi
 
 # 5. The plugin (editable) and its compiled ops upsample_plugin._C (setup.py, upsample_plugin/ops/csrc).
