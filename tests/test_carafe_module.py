@@ -49,15 +49,6 @@ def test_shapes_odd_sizes_and_empty_batch():
     assert empty.grad.shape == empty.shape
 
 
-def test_autocast_bfloat16():
-    module = CARAFEPack(16, 2, compressed_channels=8)
-    x = torch.randn(1, 16, 5, 7)
-    with torch.autocast('cpu', dtype=torch.bfloat16):
-        out = module(x)
-    assert out.dtype == x.dtype and torch.isfinite(out).all()
-    torch.testing.assert_close(out, module(x), rtol=0, atol=5e-2)
-
-
 @pytest.mark.parametrize('kwargs,match', [
     (dict(channels=16, scale_factor=2, up_group=3), 'up_group=3 must divide channels=16'),
     (dict(channels=16, scale_factor=2, up_kernel=4), 'up_kernel must be odd'),

@@ -372,15 +372,6 @@ def test_half_precision(dtype):
     torch.testing.assert_close(out.float(), expected, rtol=0.05, atol=0.1)
 
 
-def test_autocast_bfloat16():
-    module = randomized(DLUPack(16, 2, compressed_channels=8))
-    x = torch.randn(1, 16, 5, 7)
-    with torch.autocast('cpu', dtype=torch.bfloat16):
-        out = module(x)
-    assert out.dtype == x.dtype and torch.isfinite(out).all()
-    torch.testing.assert_close(out, module(x), rtol=0, atol=0.1)
-
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='no CUDA device on this machine')
 def test_cuda_matches_cpu():
     module = randomized(DLUPack(8, 2, up_group=2, compressed_channels=4))

@@ -104,14 +104,6 @@ def test_half_precision_samples_in_float32(dtype):
     torch.testing.assert_close(out.float(), expected, rtol=0.02, atol=0.05)
 
 
-def test_autocast_returns_input_dtype():
-    module = DySample(16, dyscope=True)
-    x = torch.randn(1, 16, 9, 11)
-    with torch.autocast('cpu', dtype=torch.bfloat16):
-        out = module(x)
-    assert torch.isfinite(out).all() and out.shape == (1, 16, 18, 22)
-
-
 @pytest.mark.parametrize('style,dyscope', VARIANTS)
 def test_empty_batch_forward_and_backward(style, dyscope):
     x = torch.randn(0, 16, 5, 7, requires_grad=True)

@@ -362,13 +362,6 @@ def test_half_precision(cls, dtype):
     torch.testing.assert_close(out.float(), expected, rtol=0.02, atol=0.05)
 
 
-def test_autocast_returns_input_dtype():
-    x, guide = inputs(1, 8, 8, 5, 7, dtype=torch.float32)
-    with torch.autocast('cpu', dtype=torch.bfloat16):
-        out = FADE(8)(x, guide)
-    assert out.dtype == torch.float32 and out.shape == (1, 8, 10, 14) and torch.isfinite(out).all()
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Builder, aliases and bad input
 

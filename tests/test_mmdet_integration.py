@@ -77,13 +77,7 @@ def copy_strict(src, dst):
     src.load_state_dict(dst.state_dict(), strict=True)
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """The tensors here are tiny: on shared cores intra-op threads cost far more than they save (4x measured)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')  # conftest.py
 
 
 @pytest.fixture

@@ -33,13 +33,7 @@ PLUGIN_CFGS = {
 }
 
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    # Small tensors on 2 shared cores: thread hand-offs cost more than they save.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')  # conftest.py
 
 
 def pyramid_sizes(height, width, levels=4):

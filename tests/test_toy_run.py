@@ -38,7 +38,7 @@ def check_train_resume_test(workspace, config, options, resume_options, metric, 
     # Resuming reads the optimizer, schedulers and message hub back (torch >= 2.6 weights_only loading).
     output = run_tool(workspace, 'train.py', config, '--work-dir', work_dir, '--resume', '--cfg-options',
                       *resume_options)
-    assert f'resumed' in output.lower() and checkpoint.split('/')[-1] in output
+    assert 'resumed' in output.lower() and checkpoint.split('/')[-1] in output
     resumed_checkpoint = (work_dir / 'last_checkpoint').read_text().strip()
     assert resumed_checkpoint != checkpoint
     test_dir = workspace / 'work_dirs' / f'{config.stem}_test'

@@ -59,3 +59,105 @@ def carafe_loop(features: torch.Tensor, masks: torch.Tensor, kernel_size: int, g
 
 def count_parameters(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+# ---- every upsampler once: the matrix of test_amp.py, test_compile.py and test_determinism.py -----------------
+
+#: ``build_upsampler`` configs keyed by test id (DySample in its four styles).
+UPSAMPLER_MATRIX = {
+    'portable_carafe': dict(type='portable_carafe', compressed_channels=16),
+    'dysample_lp': dict(type='dysample', style='lp', groups=4),
+    'dysample_lp_dyscope': dict(type='dysample', style='lp', groups=4, dyscope=True),
+    'dysample_pl': dict(type='dysample', style='pl', groups=4),
+    'dysample_pl_dyscope': dict(type='dysample', style='pl', groups=4, dyscope=True),
+    'dlu': dict(type='dlu', compressed_channels=16),
+    'ddf_up': dict(type='ddf_up'),
+    'lda_aqu': dict(type='lda_aqu'),
+    'fade': dict(type='fade'),
+    'fade_lite': dict(type='fade_lite'),
+    'sapa': dict(type='sapa'),
+    'sapadeform': dict(type='sapadeform'),
+}
+#: Matrix entries whose forward calls a compiled op (CARAFE, DLU or DDF) when upsample_plugin._C is loaded.
+COMPILED_OP_UPSAMPLERS = ('portable_carafe', 'dlu', 'ddf_up', 'fade', 'fade_lite', 'sapa')
+#: (name, op backend) pairs: 'compiled' runs the compiled ops, 'reference' forces the pure-PyTorch ones
+#: (``UPSAMPLE_PLUGIN_FORCE_REFERENCE=1``; the only implementation of the upsamplers without a compiled op).
+MATRIX_CASES = ([(name, 'compiled') for name in COMPILED_OP_UPSAMPLERS]
+                + [(name, 'reference') for name in UPSAMPLER_MATRIX])
+#: Width of the matrix modules: a multiple of 32 (SAPA's GroupNorm(32, .)) and of s^2 * groups (DySample 'pl').
+MATRIX_CHANNELS = 32
+
+
+def use_op_backend(monkeypatch, backend: str) -> None:
+    """Make the modules' ops run ``backend`` ('compiled' or 'reference') for the rest of the test; skips the test
+    when 'compiled' is asked for and upsample_plugin._C is not built."""
+    import pytest
+
+    from upsample_plugin.ops import compiled_available
+    if backend == 'compiled' and not compiled_available('cpu'):
+        pytest.skip('upsample_plugin._C is not built: no compiled ops to run')
+    monkeypatch.setenv('UPSAMPLE_PLUGIN_FORCE_REFERENCE', '1' if backend == 'reference' else '0')
+
+
+def build_matrix_upsampler(name: str, seed: int = 0, std: float = 0.1) -> torch.nn.Module:
+    """``UPSAMPLER_MATRIX[name]`` at ``MATRIX_CHANNELS`` channels and x2, every parameter perturbed by N(0, std^2).
+
+    The official inits zero the offset predictors (DySample, DLU, LDA-AQU) and start the kernels near uniform;
+    the perturbation makes offsets, kernels, gates and attention non-trivial, so every path carries signal.
+    """
+    from upsample_plugin import build_upsampler
+    with torch.random.fork_rng(devices=[]):  # the constructors' own init draws from the global generator
+        torch.manual_seed(seed)
+        module = build_upsampler(UPSAMPLER_MATRIX[name], MATRIX_CHANNELS, 2)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in module.parameters():
+            param.add_(torch.randn(param.shape, generator=generator) * std)
+    return module
+
+
+def smooth_inputs(module: torch.nn.Module, n: int, height: int, width: int, seed: int = 1) -> tuple:
+    """Forward arguments for ``module``: ``(x,)`` or, for guided upsamplers, ``(x, guide)`` with the x2 guide.
+
+    Feature-map-like (coarse noise, bicubic-upsampled to the size) rather than white noise: the gradient of a
+    bilinear sample with respect to its position jumps where the position crosses a pixel, by the local second
+    difference of the map, which white noise makes as large as the signal.
+    """
+    generator = torch.Generator().manual_seed(seed)
+
+    def smooth(size):
+        coarse = torch.randn(n, MATRIX_CHANNELS, max(size[0] // 2, 1), max(size[1] // 2, 1), generator=generator)
+        return torch.nn.functional.interpolate(coarse, size=size, mode='bicubic', align_corners=True)
+
+    x = smooth((height, width))
+    return (x, smooth((2 * height, 2 * width))) if module.needs_guide else (x,)
+
+
+# ---- memory layouts of the property tests (test_properties_ops.py, test_properties_upsamplers.py) -----------
+
+#: Memory layouts every op must accept with unchanged results.
+LAYOUTS = ('contiguous', 'channels_last', 'strided', 'transposed')
+
+
+def with_layout(tensor: torch.Tensor, layout: str) -> torch.Tensor:
+    """The values of a 4-D ``tensor`` in another memory layout.
+
+    ``'strided'`` is every other column of a twice-as-wide buffer whose gaps hold NaN, so an op that ignores the
+    strides reads NaN; ``'transposed'`` stores H and W swapped (the view of a transposed contiguous tensor).
+    """
+    if layout == 'contiguous':
+        return tensor.contiguous()
+    if layout == 'channels_last':
+        return tensor.contiguous(memory_format=torch.channels_last)
+    if layout == 'strided':
+        buffer = tensor.new_full((*tensor.shape[:-1], 2 * tensor.shape[-1]), float('nan'))
+        buffer[..., ::2] = tensor
+        return buffer[..., ::2]
+    if layout == 'transposed':
+        return tensor.transpose(-1, -2).contiguous().transpose(-1, -2)
+    raise ValueError(f'layout must be one of {LAYOUTS}, got {layout!r}')
+
+
+def random_tensor(gen: torch.Generator, shape, dtype=torch.float64) -> torch.Tensor:
+    """Standard normal values drawn in float64 (the same values for every dtype, up to rounding)."""
+    return torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype)

@@ -35,7 +35,6 @@ import csv
 import multiprocessing
 import os
 import platform
-import re
 import sys
 import warnings
 from pathlib import Path
@@ -47,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / 'tools'))
 
-import upsample_plugin  # noqa: E402
+import upsample_plugin  # noqa: E402,F401  (registers the upsamplers)
 from upsample_plugin import build_upsampler  # noqa: E402
 
 try:  # reuse the RSS helpers of the op benchmark (same measurement protocol)

@@ -3,9 +3,13 @@
 Importing the package registers every upsampler in mmengine's root ``MODELS`` registry, so mm configs use them
 through ``custom_imports = dict(imports=['upsample_plugin'], allow_failed_imports=False)`` and
 ``mmcv.cnn.build_upsample_layer(dict(type='dysample', ...))``.
+
+Input validation and the NaN/Inf policy: docs/input_validation.md. ``set_check_finite(True)``, the context
+manager ``check_finite()`` or ``UPSAMPLE_PLUGIN_CHECK_FINITE=1`` make every entry point reject NaN/Inf inputs.
 """
 from . import ops
-from .registry import UPSAMPLE_LAYERS, build_upsampler, plugin_upsamplers, register_upsampler
+from .ops._checks import check_finite, check_finite_enabled, set_check_finite
+from .registry import UPSAMPLE_LAYERS, UnknownUpsamplerError, build_upsampler, plugin_upsamplers, register_upsampler
 from .upsamplers import (FADE, LDA_AQU, SAPA, CARAFEPack, DDFUpPack, DLUPack, DySample, FADELite, SAPADeform,
                          Upsampler)
 from . import models  # mm integration (necks, heads); registers into mmdet/mmseg when they are installed
@@ -13,4 +17,4 @@ from . import models  # mm integration (necks, heads); registers into mmdet/mmse
 __version__ = '0.1.0'
 __all__ = ['ops', 'UPSAMPLE_LAYERS', 'build_upsampler', 'register_upsampler', 'plugin_upsamplers', 'Upsampler',
            'CARAFEPack', 'DDFUpPack', 'DLUPack', 'DySample', 'FADE', 'FADELite', 'LDA_AQU', 'SAPA', 'SAPADeform',
-           '__version__']
+           'UnknownUpsamplerError', 'check_finite', 'check_finite_enabled', 'set_check_finite', '__version__']

@@ -17,6 +17,8 @@ from typing import Any, Dict, Mapping, Optional, Type, Union
 import torch.nn as nn
 from mmengine.registry import MODELS
 
+from .ops._checks import check_int
+
 UPSAMPLE_LAYERS = MODELS
 
 #: Plugin classes by plugin type name, filled by :func:`register_upsampler`. ``build_upsampler`` resolves
@@ -52,6 +54,14 @@ def register_upsampler(name: str):
     return decorator
 
 
+class UnknownUpsamplerError(KeyError, ValueError):
+    """``upsample_cfg['type']`` names no registered upsampler. A ``KeyError`` (mmengine's registries raise
+    that for unknown names) and a ``ValueError`` (the plugin's error for a bad argument): catch either."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ''  # KeyError would quote the message
+
+
 def plugin_upsamplers() -> Dict[str, Type[nn.Module]]:
     """The plugin's upsampler classes by type name (a copy)."""
     return dict(_PLUGIN_UPSAMPLERS)
@@ -60,6 +70,8 @@ def plugin_upsamplers() -> Dict[str, Type[nn.Module]]:
 def _resolve_type(layer_type: Union[str, type]) -> type:
     if inspect.isclass(layer_type):
         return layer_type
+    if not isinstance(layer_type, str):
+        raise ValueError(f'upsample_cfg["type"] must be a registered name (str) or a class, got {layer_type!r}')
     name = _BUILDER_ALIASES.get(layer_type, layer_type)
     if name in _PLUGIN_UPSAMPLERS:
         return _PLUGIN_UPSAMPLERS[name]
@@ -67,7 +79,8 @@ def _resolve_type(layer_type: Union[str, type]) -> type:
     if cls is None:
         known = sorted(set(_PLUGIN_UPSAMPLERS) | set(_BUILDER_ALIASES) | {'nearest', 'bilinear', 'deconv',
                                                                          'pixel_shuffle'})
-        raise KeyError(f'upsample_cfg type {layer_type!r} is not a registered upsampler; known: {known}')
+        raise UnknownUpsamplerError(f'upsample_cfg type {layer_type!r} is not a registered upsampler; '
+                                    f'known: {known}')
     return cls
 
 
@@ -83,13 +96,20 @@ def build_upsampler(cfg: Optional[Mapping[str, Any]], in_channels: int, scale_fa
             of mmcv's names: ``nearest``/``bilinear`` (``nn.Upsample``; bilinear with ``align_corners=False``),
             ``deconv`` (3x3 transposed conv, stride = scale), ``pixel_shuffle`` (3x3 conv + pixel shuffle) and
             ``carafe`` (the plugin's portable CARAFE). ``None`` means nearest.
-        in_channels: channels of the low-resolution input (the output keeps them).
-        scale_factor: integer upsampling ratio.
+        in_channels: channels of the low-resolution input (the output keeps them), an integer >= 1.
+        scale_factor: integer upsampling ratio >= 1.
+
+    Raises:
+        ValueError: a malformed ``cfg``, a ``type`` that is neither a str nor a class, ``in_channels`` or
+            ``scale_factor`` not an integer >= 1 (the constructors check their own arguments the same way).
+        UnknownUpsamplerError: (a ``KeyError`` and a ``ValueError``) an unregistered ``type`` name.
     """
     if cfg is None:
         cfg = dict(type='nearest')
     if not isinstance(cfg, Mapping) or 'type' not in cfg:
         raise ValueError(f'upsample_cfg must be a dict with a "type" key, got {cfg!r}')
+    check_int('in_channels', in_channels)
+    check_int('scale_factor', scale_factor)
     kwargs = dict(copy.deepcopy(dict(cfg)))
     layer_type = kwargs.pop('type')
 

@@ -17,7 +17,7 @@ has its centre at ``((Q + 0.5) / s, (P + 0.5) / s)``. Multiply by the image/feat
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch

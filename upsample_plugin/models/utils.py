@@ -12,16 +12,41 @@ This module imports neither mmdet nor mmseg: the necks of both use it.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..ops._checks import check_4d
+
 
 def is_guided(upsampler: nn.Module) -> bool:
     """Whether ``upsampler`` takes a high-resolution guide (``forward(x, guide)``)."""
     return bool(getattr(upsampler, 'needs_guide', False))
+
+
+def check_feature_levels(owner: str, inputs, in_channels: Sequence[int], name: str = 'inputs') -> None:
+    """``inputs`` must be a list/tuple of ``len(in_channels)`` floating-point (N, in_channels[i], H_i, W_i) maps
+    with one batch size, device and dtype: a clear ``ValueError`` instead of a failure inside a lateral conv
+    (or a broadcast error in the top-down sum)."""
+    expected = ', '.join(f'(N, {c}, H{i}, W{i})' for i, c in enumerate(in_channels))
+    if not isinstance(inputs, (list, tuple)):
+        raise ValueError(f'{owner}: {name} must be a list or tuple of {len(in_channels)} maps [{expected}], '
+                         f'got {type(inputs).__name__}')
+    if len(inputs) != len(in_channels):
+        raise ValueError(f'{owner} was built for {len(in_channels)} input levels (in_channels={list(in_channels)}):'
+                         f' {name} must be [{expected}], got {len(inputs)} maps')
+    for i, (level, channels) in enumerate(zip(inputs, in_channels)):
+        check_4d(f'{name}[{i}]', level, f'(N, {channels}, H{i}, W{i})')
+        first = inputs[0]
+        if level.shape[1] != channels or level.shape[0] != first.shape[0]:
+            raise ValueError(f'{owner}: {name}[{i}] must have shape (N, {channels}, H{i}, W{i}) with '
+                             f'in_channels[{i}]={channels} and N={first.shape[0]} as {name}[0], got '
+                             f'{tuple(level.shape)}')
+        if level.device != first.device or level.dtype != first.dtype:
+            raise ValueError(f'{owner}: {name}[{i}] is a {level.dtype} tensor on {level.device} but {name}[0] is '
+                             f'a {first.dtype} tensor on {first.device}; every level must share device and dtype')
 
 
 def fit_to_size(x: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _library
-from ._checks import check_carafe_args, compute_dtype, force_reference
+from ._checks import auto_uses_reference, check_carafe_args, compute_dtype, einsum_in_dtype
 
 # mmcv's fast CARAFE kernel caches one pixel's masks in 12288 floats of shared memory (32 pixels per block):
 # more than 384 mask channels would overflow it, and mmcv does not check (spec/carafe.md).
@@ -41,7 +41,7 @@ def carafe_reference(features: torch.Tensor, masks: torch.Tensor, kernel_size: i
     patches = patches.view(n, groups, channels // groups, k * k, height, width)
     # High-res pixel (s*h + i, s*w + j) reads the low-res neighbourhood of its parent (h, w).
     kernels = masks.to(dtype).reshape(n, groups, k * k, height, s, width, s)
-    out = torch.einsum('ngcthw,ngthiwj->ngchiwj', patches, kernels)
+    out = einsum_in_dtype('ngcthw,ngthiwj->ngchiwj', patches, kernels)
     return out.reshape(out_shape).to(features.dtype)
 
 
@@ -59,7 +59,7 @@ def _mmcv_supports(features: torch.Tensor, kernel_size: int, group_size: int) ->
 
 
 def _auto_backend(features: torch.Tensor, kernel_size: int, group_size: int) -> str:
-    if force_reference():
+    if auto_uses_reference():  # forced, or an ONNX export
         return 'reference'
     if _library.compiled_available(features.device):
         return 'compiled'
@@ -81,9 +81,9 @@ def carafe(features: torch.Tensor, masks: torch.Tensor, kernel_size: int, group_
         group_size: channel groups G sharing one kernel; must divide C.
         scale_factor: integer upsampling ratio s.
         backend: ``'auto'`` (default): the compiled op when it has a kernel for the device, else mmcv's CUDA op
-            on CUDA, else the reference; ``UPSAMPLE_PLUGIN_FORCE_REFERENCE=1`` turns ``'auto'`` into
-            ``'reference'``. ``'compiled'``, ``'mmcv'`` and ``'reference'`` force one (RuntimeError when it
-            cannot run these inputs).
+            on CUDA, else the reference; ``UPSAMPLE_PLUGIN_FORCE_REFERENCE=1`` and ONNX export
+            (``ops._checks.auto_uses_reference``) turn ``'auto'`` into ``'reference'``. ``'compiled'``, ``'mmcv'``
+            and ``'reference'`` force one (RuntimeError when it cannot run these inputs).
 
     Returns:
         (N, C, H*s, W*s), same dtype as ``features`` (float16/bfloat16 accumulate in float32).

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from . import _library
-from ._checks import check_4d, check_int, check_odd_kernel, check_same_device_dtype, compute_dtype, force_reference
+from ._checks import (auto_uses_reference, check_4d, check_all_finite, check_int, check_odd_kernel,
+                      check_same_device_dtype, compute_dtype, einsum_in_dtype)
 from ._library_ddf import ddf_compiled_available
 
 COMBINES = ('mul', 'add')
@@ -45,6 +46,9 @@ def check_ddf_args(features, channel_filter, spatial_filter, kernel_size, dilati
         raise ValueError(f'spatial_filter must have shape (N, kernel_size**2, H // stride, W // stride) = '
                          f'{expected} for features of shape {tuple(features.shape)} and stride={stride}, '
                          f'got {tuple(spatial_filter.shape)}')
+    for name, tensor in (('features', features), ('channel_filter', channel_filter),
+                         ('spatial_filter', spatial_filter)):
+        check_all_finite(name, tensor)
 
 
 def ddf_reference(features: torch.Tensor, channel_filter: torch.Tensor, spatial_filter: torch.Tensor,
@@ -75,15 +79,16 @@ def ddf_reference(features: torch.Tensor, channel_filter: torch.Tensor, spatial_
         # Weigh the taps by the spatial filter first (shared by all channels), then contract with the channel
         # filter: one broadcast product and one batched matmul, never the full (N, C, k*k, H*W) filter.
         weighted = patches * spatial.unsqueeze(1)
-        out = torch.einsum('bctp,bct->bcp', weighted, channel)
+        out = einsum_in_dtype('bctp,bct->bcp', weighted, channel)
     else:
         # sum_t patch * (spatial + channel) = sum_t patch * spatial + sum_t patch * channel.
-        out = torch.einsum('bctp,btp->bcp', patches, spatial) + torch.einsum('bctp,bct->bcp', patches, channel)
+        out = (einsum_in_dtype('bctp,btp->bcp', patches, spatial)
+               + einsum_in_dtype('bctp,bct->bcp', patches, channel))
     return out.reshape(out_shape).to(features.dtype)
 
 
 def _auto_backend(features: torch.Tensor) -> str:
-    if force_reference():
+    if auto_uses_reference():  # forced, or an ONNX export
         return 'reference'
     if ddf_compiled_available(features.device):
         return 'compiled'
@@ -108,8 +113,9 @@ def ddf(features: torch.Tensor, channel_filter: torch.Tensor, spatial_filter: to
         stride: output stride s; output pixel (y, x) is centred on input pixel (y*s, x*s).
         combine: ``'mul'`` (filter = spatial * channel) or ``'add'`` (filter = spatial + channel).
         backend: ``'auto'`` (default): the compiled op when it has a kernel for the device, else the reference;
-            ``UPSAMPLE_PLUGIN_FORCE_REFERENCE=1`` turns ``'auto'`` into ``'reference'``. ``'compiled'`` and
-            ``'reference'`` force one (RuntimeError when the compiled op has no kernel for the device).
+            ``UPSAMPLE_PLUGIN_FORCE_REFERENCE=1`` and ONNX export (``ops._checks.auto_uses_reference``) turn
+            ``'auto'`` into ``'reference'``. ``'compiled'`` and ``'reference'`` force one (RuntimeError when the
+            compiled op has no kernel for the device).
 
     Returns:
         (N, C, H // stride, W // stride), same dtype as ``features`` (float16/bfloat16 accumulate in float32,

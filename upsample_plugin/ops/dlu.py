@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from . import _library
-from ._checks import check_4d, check_int, check_odd_kernel, check_same_device_dtype, compute_dtype, force_reference
+from ._checks import (auto_uses_reference, check_4d, check_all_finite, check_int, check_odd_kernel,
+                      check_same_device_dtype, compute_dtype, nonfinite_marker)
 from ._library_dlu import dlu_compiled_available
 from .carafe import carafe
 
@@ -54,6 +55,16 @@ def _check_dlu_args(features, kernel_space, offsets, kernel_size, group_size, sc
     if tuple(offsets.shape) != expected:
         raise ValueError(f'offsets must have shape (N, group_size * 2 * scale_factor**2, H, W) = {expected} for '
                          f'features of shape {tuple(features.shape)}, got {tuple(offsets.shape)}')
+    for name, tensor in (('features', features), ('kernel_space', kernel_space), ('offsets', offsets)):
+        check_all_finite(name, tensor)
+
+
+def _shuffle_offsets(offsets: torch.Tensor, groups: int, s: int) -> torch.Tensor:
+    """Pixel shuffle (N, G*2*s*s, H, W) -> (N*G, 2, sH, sW): channel (g*2 + xy)*s*s + i*s + j goes to group g,
+    component xy, pixel (s*h + i, s*w + j). Written as view/permute: F.pixel_shuffle's backward fails on N=0."""
+    n, _, height, width = offsets.shape
+    shift = offsets.reshape(n * groups, 2, s, s, height, width).permute(0, 1, 4, 2, 5, 3)
+    return shift.reshape(n * groups, 2, s * height, s * width)
 
 
 def dlu_expand_kernels(kernel_space: torch.Tensor, offsets: torch.Tensor, scale_factor: int,
@@ -71,10 +82,11 @@ def dlu_expand_kernels(kernel_space: torch.Tensor, offsets: torch.Tensor, scale_
     s, groups = scale_factor, group_size
     dtype = compute_dtype(kernel_space.dtype)
     device = kernel_space.device
-    # Pixel shuffle (N, G*2*s*s, H, W) -> (N*G, 2, sH, sW): channel (g*2 + xy)*s*s + i*s + j goes to group g,
-    # component xy, pixel (s*h + i, s*w + j). Written as view/permute: F.pixel_shuffle's backward fails on N=0.
-    shift = offsets.to(dtype).reshape(n * groups, 2, s, s, height, width).permute(0, 1, 4, 2, 5, 3)
-    shift = shift.reshape(n * groups, 2, s * height, s * width)
+    shift = _shuffle_offsets(offsets.to(dtype), groups, s)  # (N*G, 2, sH, sW)
+    if height == 0 or width == 0:
+        # grid_sample rejects empty maps; keep the graph so autograd still reaches both inputs.
+        anchor = (kernel_space.sum() + offsets.sum()).to(dtype)
+        return anchor.expand(n, channels, s * height, s * width).clone()
     # Parent low-res pixel of each output pixel: CARAFE's floor mapping (spec quirk 6, kept).
     cols = torch.arange(width, device=device, dtype=dtype).repeat_interleave(s)
     rows = torch.arange(height, device=device, dtype=dtype).repeat_interleave(s)
@@ -86,6 +98,9 @@ def dlu_expand_kernels(kernel_space: torch.Tensor, offsets: torch.Tensor, scale_
     taps = channels // groups
     kernels = F.grid_sample(kernel_space.to(dtype).reshape(n * groups, taps, height, width), grid,
                             mode='bilinear', padding_mode='border', align_corners=True)
+    # Border padding clamps a NaN/Inf position onto the map: make that pixel's kernel NaN instead (NaN policy).
+    # In place and detached (grid_sample's backward does not need its output; the marker's derivative is 0).
+    kernels.add_(nonfinite_marker(shift.detach(), 1).unsqueeze(1))
     return kernels.reshape(n, channels, s * height, s * width)
 
 
@@ -122,8 +137,9 @@ def dlu_reassemble(features: torch.Tensor, kernel_space: torch.Tensor, offsets: 
         group_size: channel groups G, each with its own kernel space and offsets; must divide C.
         scale_factor: integer upsampling ratio s.
         backend: ``'auto'`` (default): the fused compiled op when it has a kernel for the device, else the
-            reference; ``UPSAMPLE_PLUGIN_FORCE_REFERENCE=1`` turns ``'auto'`` into ``'reference'``.
-            ``'compiled'`` and ``'reference'`` force one (RuntimeError when the compiled op cannot run here).
+            reference; ``UPSAMPLE_PLUGIN_FORCE_REFERENCE=1`` and ONNX export (``ops._checks.auto_uses_reference``)
+            turn ``'auto'`` into ``'reference'``. ``'compiled'`` and ``'reference'`` force one (RuntimeError when
+            the compiled op cannot run here).
 
     Returns:
         (N, C, s*H, s*W) in ``features.dtype`` (float16/bfloat16 computed in float32). Any H, W >= 1.
@@ -132,7 +148,7 @@ def dlu_reassemble(features: torch.Tensor, kernel_space: torch.Tensor, offsets: 
     """
     _check_dlu_args(features, kernel_space, offsets, kernel_size, group_size, scale_factor)
     if backend == 'auto':
-        if force_reference():
+        if auto_uses_reference():  # forced, or an ONNX export
             backend = 'reference'
         elif dlu_compiled_available(features.device):
             backend = 'compiled'
@@ -143,8 +159,16 @@ def dlu_reassemble(features: torch.Tensor, kernel_space: torch.Tensor, offsets: 
         if not dlu_compiled_available(features.device):
             raise RuntimeError(f'backend="compiled": upsample_plugin._C has no DLU kernel for '
                                f'{features.device.type} tensors (loaded: {_library.compiled_available()})')
-        return torch.ops.upsample_plugin.dlu_forward(features, kernel_space, offsets, kernel_size, group_size,
-                                                     scale_factor)
+        out = torch.ops.upsample_plugin.dlu_forward(features, kernel_space, offsets, kernel_size, group_size,
+                                                    scale_factor)
+        # The fused kernel clamps a NaN/Inf position onto the map, as the reference's grid_sample does; both
+        # then put the NaN back into the pixels of that position (NaN policy, docs/input_validation.md).
+        # In place and detached: no second output-sized tensor, no gradient work (the marker's derivative is 0).
+        n, c, out_h, out_w = out.shape
+        marker = nonfinite_marker(_shuffle_offsets(offsets.detach(), group_size, scale_factor), 1)
+        # unflatten only splits the channel dimension: always a view, whatever the output's strides.
+        out.unflatten(1, (group_size, c // group_size)).add_(marker.view(n, group_size, 1, out_h, out_w))
+        return out
     if backend != 'reference':
         raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}')
     return dlu_reassemble_reference(features, kernel_space, offsets, kernel_size, group_size, scale_factor)

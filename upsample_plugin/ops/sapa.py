@@ -14,7 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_4d, check_int, check_odd_kernel, check_same_device_dtype, compute_dtype
+from ._checks import (check_4d, check_all_finite, check_int, check_odd_kernel, check_same_device_dtype, compute_dtype,
+                      einsum_in_dtype)
 
 
 def check_sapa_similarity_args(query, key, kernel_size, scale_factor) -> None:
@@ -30,6 +31,8 @@ def check_sapa_similarity_args(query, key, kernel_size, scale_factor) -> None:
     if tuple(query.shape) != expected:
         raise ValueError(f'query must have shape (N, C, H * scale_factor, W * scale_factor) = {expected} for '
                          f'key of shape {tuple(key.shape)}, got {tuple(query.shape)}')
+    check_all_finite('query', query)
+    check_all_finite('key', key)
 
 
 def sapa_similarity_reference(query: torch.Tensor, key: torch.Tensor, kernel_size: int,
@@ -51,7 +54,7 @@ def sapa_similarity_reference(query: torch.Tensor, key: torch.Tensor, kernel_siz
     patches = F.unfold(key.to(dtype), k, padding=(k - 1) // 2).view(n, channels, k * k, height, width)
     # High-res pixel (s*h + i, s*w + j) is compared with the low-res neighbourhood of its parent (h, w).
     queries = query.to(dtype).reshape(n, channels, height, s, width, s)
-    sim = torch.einsum('ncthw,nchiwj->nthiwj', patches, queries)
+    sim = einsum_in_dtype('ncthw,nchiwj->nthiwj', patches, queries)
     return sim.reshape(out_shape).to(query.dtype)
 
 
@@ -107,6 +110,8 @@ def check_sapa_deform_similarity_args(query, key, offset, num_point, scale_facto
         raise ValueError(f'query must have shape (N, C, H * scale_factor, W * scale_factor) = {expected} for '
                          f'key of shape {tuple(key.shape)}, got {tuple(query.shape)}')
     _check_deform_offset(offset, n, h, w, num_point, scale_factor, groups)
+    for name, tensor in (('query', query), ('key', key), ('offset', offset)):
+        check_all_finite(name, tensor)
 
 
 def check_sapa_deform_aggregation_args(attn, value, offset, num_point, scale_factor, groups) -> None:
@@ -131,6 +136,8 @@ def check_sapa_deform_aggregation_args(attn, value, offset, num_point, scale_fac
         raise ValueError(f'attn must have shape (N, groups, num_point, H * scale_factor, W * scale_factor) = '
                          f'{expected} for value of shape {tuple(value.shape)}, got {tuple(attn.shape)}')
     _check_deform_offset(offset, n, h, w, num_point, scale_factor, groups)
+    for name, tensor in (('attn', attn), ('value', value), ('offset', offset)):
+        check_all_finite(name, tensor)
 
 
 def sapa_deform_sample(features: torch.Tensor, offset: torch.Tensor, num_point: int, scale_factor: int,
@@ -171,7 +178,7 @@ def sapa_deform_similarity_reference(query: torch.Tensor, key: torch.Tensor, off
     dtype = compute_dtype(query.dtype)
     samples = sapa_deform_sample(key, offset, num_point, scale_factor, groups)
     queries = query.to(dtype).view(n, groups, channels // groups, *out_shape[-2:])
-    return torch.einsum('ngcphw,ngchw->ngphw', samples, queries).to(query.dtype)
+    return einsum_in_dtype('ngcphw,ngchw->ngphw', samples, queries).to(query.dtype)
 
 
 def sapa_deform_aggregation_reference(attn: torch.Tensor, value: torch.Tensor, offset: torch.Tensor,
@@ -183,7 +190,7 @@ def sapa_deform_aggregation_reference(attn: torch.Tensor, value: torch.Tensor, o
         return (attn.sum() + value.sum() + offset.sum()).to(value.dtype).expand(out_shape).clone()
     dtype = compute_dtype(value.dtype)
     samples = sapa_deform_sample(value, offset, num_point, scale_factor, groups)
-    return torch.einsum('ngcphw,ngphw->ngchw', samples, attn.to(dtype)).reshape(out_shape).to(value.dtype)
+    return einsum_in_dtype('ngcphw,ngphw->ngchw', samples, attn.to(dtype)).reshape(out_shape).to(value.dtype)
 
 
 def sapa_deform_similarity(query: torch.Tensor, key: torch.Tensor, offset: torch.Tensor, num_point: int,

@@ -6,7 +6,14 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 
-from ..ops._checks import check_4d, check_same_device_dtype
+from ..ops._checks import check_4d, check_all_finite, check_same_device_dtype, is_tracing
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except RuntimeError:  # a device type autocast does not know (e.g. 'meta'): no autocast there
+        return False
 
 
 class Upsampler(nn.Module):
@@ -27,12 +34,33 @@ class Upsampler(nn.Module):
     scale_aliases: Tuple[str, ...] = ('scale_factor',)
 
     def check_input(self, x: torch.Tensor, channels: int) -> None:
+        """``x`` must be the floating-point (N, channels, H, W) map, H, W >= 1 (N = 0 is fine), on the device of
+        the module's parameters and, outside autocast, in their dtype. With the opt-in finite check on
+        (``upsample_plugin.check_finite``), NaN/Inf in ``x`` raise too (docs/input_validation.md)."""
         check_4d('x', x)
         if x.shape[1] != channels:
             raise ValueError(f'{type(self).__name__} was built for {channels} channels; x must have shape '
                              f'(N, {channels}, H, W), got {tuple(x.shape)}')
         if x.shape[2] == 0 or x.shape[3] == 0:
-            raise ValueError(f'x must have a non-empty spatial size, got {tuple(x.shape)}')
+            raise ValueError(f'x must have a non-empty spatial size: shape (N, {channels}, H, W) with H, W >= 1, '
+                             f'got {tuple(x.shape)}')
+        if not is_tracing():  # static under tracing; dynamo need not see the parameter walk
+            self._check_matches_parameters(x)
+        check_all_finite('x', x)
+
+    def _check_matches_parameters(self, x: torch.Tensor) -> None:
+        """x must live where the weights live: otherwise torch fails deep inside the first conv (or, with x on
+        'meta', silently returns a shape-only result). The dtype may differ only under autocast, which casts."""
+        param = next(self.parameters(), None)
+        if param is None:
+            return
+        name = type(self).__name__
+        if x.device != param.device:
+            raise ValueError(f'x is on {x.device} but the parameters of {name} are on {param.device}; move the '
+                             f'module (.to(device)) or x to one device')
+        if x.dtype != param.dtype and param.is_floating_point() and not _autocast_enabled(x.device.type):
+            raise ValueError(f'x has dtype {x.dtype} but the parameters of {name} have {param.dtype}; cast the '
+                             f'module (.to(dtype)) or x, or run under torch.autocast')
 
     def check_guide(self, x: torch.Tensor, guide: Optional[torch.Tensor], guide_channels: int,
                     scale_factor: int) -> None:
@@ -48,3 +76,4 @@ class Upsampler(nn.Module):
                              f'{scale_factor}*W) = {expected} for x of shape {tuple(x.shape)}, '
                              f'got {tuple(guide.shape)}')
         check_same_device_dtype('x', x, 'guide', guide)
+        check_all_finite('guide', guide)

@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.init import calculate_gain
 
-from ..ops._checks import check_4d, check_int, check_odd_kernel, check_same_device_dtype
+from ..ops._checks import check_4d, check_all_finite, check_int, check_odd_kernel, check_same_device_dtype
 from ..ops.ddf import COMBINES, ddf
 from ..registry import register_upsampler
 from ._shuffle import pixel_shuffle
@@ -311,6 +311,7 @@ class DDFUpPack(Upsampler):
             return x
         check_4d('joint_x', joint_x)
         check_same_device_dtype('x', x, 'joint_x', joint_x)
+        check_all_finite('joint_x', joint_x)
         n, _, height, width = x.shape
         if joint_x.shape[0] != n or joint_x.shape[1] != self.guide_channels:
             raise ValueError(f'{name}: joint_x must have shape (N, {self.guide_channels}, H, W) with N = '

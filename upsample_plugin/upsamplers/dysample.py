@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..ops._checks import check_int, resolve_scale_alias
+from ..ops._checks import check_int, nonfinite_marker, resolve_scale_alias
 from ..registry import register_upsampler
 from ._shuffle import pixel_shuffle, pixel_unshuffle
 from .base import Upsampler
@@ -118,15 +118,20 @@ class DySample(Upsampler):
         offset = offset.to(dtype).view(n, 2, points, height, width)
         rows = torch.arange(height, device=x.device, dtype=dtype) + 0.5
         cols = torch.arange(width, device=x.device, dtype=dtype) + 0.5
-        grid_rows, grid_cols = torch.meshgrid(rows, cols, indexing='ij')
-        centres = torch.stack([grid_cols, grid_rows]).view(1, 2, 1, height, width)
-        normalizer = torch.tensor([width, height], dtype=dtype, device=x.device).view(1, 2, 1, 1, 1)
-        grid = 2 * (centres + offset) / normalizer - 1
+        # x and y normalised one at a time by the size itself: the TorchScript ONNX exporter would freeze a
+        # torch.tensor([width, height]) into a constant, fixing H and W of the exported graph.
+        grid_x = 2 * (cols + offset[:, 0]) / width - 1
+        grid_y = 2 * (rows.unsqueeze(1) + offset[:, 1]) / height - 1
+        grid = torch.stack([grid_x, grid_y], dim=1)
         # Channel (xy, g, i, j) at low-res (h, w) is the (x, y) of group g's point at (s*h + i, s*w + j).
         grid = grid.view(n, 2, groups, s, s, height, width).permute(0, 2, 5, 3, 6, 4, 1)
         grid = grid.reshape(n * groups, s * height, s * width, 2)
         features = x.to(dtype).reshape(n * groups, self.in_channels // groups, height, width)
         out = F.grid_sample(features, grid, mode='bilinear', padding_mode='border', align_corners=False)
+        # Border padding clamps a NaN/Inf point onto the map (a finite sample): make it NaN (NaN policy,
+        # docs/input_validation.md). In place and detached: grid_sample's backward does not need its output,
+        # and the marker's derivative is 0.
+        out.add_(nonfinite_marker(grid.detach(), -1).unsqueeze(1))
         return out.view(n, self.in_channels, s * height, s * width).to(x.dtype)
 
     def forward(self, x: torch.Tensor, guide: torch.Tensor = None) -> torch.Tensor:

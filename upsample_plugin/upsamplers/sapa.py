@@ -21,6 +21,7 @@ from ..ops import carafe
 from ..ops._checks import check_int, check_odd_kernel, compute_dtype, resolve_scale_alias
 from ..ops.sapa import sapa_deform_aggregation, sapa_deform_similarity, sapa_similarity
 from ..registry import register_upsampler
+from ._shuffle import pixel_shuffle
 from .base import Upsampler
 
 #: GroupNorm groups of the official module (``nn.GroupNorm(32, dim)``).
@@ -35,7 +36,9 @@ def _group_norm(layer: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
     exactly that, so a 1x1 low-res map works at any width. Other cases go through the module (hooks see it).
     """
     n, channels = x.shape[:2]
-    if n * (channels // layer.num_groups) * x.shape[2:].numel() == 1:
+    # One comparison per size, batch and channels first: under torch.export/ONNX export with dynamic H, W the
+    # product ``n * c/G * H * W == 1`` made the exporter pin H and W to the example's sizes.
+    if n * (channels // layer.num_groups) == 1 and x.shape[2] == 1 and x.shape[3] == 1:
         return torch.group_norm(x, layer.num_groups, layer.weight, layer.bias, layer.eps,
                                 torch.backends.cudnn.enabled)
     return layer(x)
@@ -250,7 +253,8 @@ class SAPADeform(Upsampler):
         """(N, G*P*2, s*H, s*W) offsets in low-res pixels; channel 2m = width, 2m + 1 = height of point m."""
         offset = self.offset(x_normed)
         if self.high_offset:
-            return F.pixel_shuffle(offset, self.up_factor)
+            # The plugin's view/permute shuffle: F.pixel_shuffle's backward fails on an empty batch.
+            return pixel_shuffle(offset, self.up_factor)
         return F.interpolate(offset, scale_factor=self.up_factor, mode='nearest')
 
     def forward(self, x: torch.Tensor, guide: Optional[torch.Tensor] = None) -> torch.Tensor:

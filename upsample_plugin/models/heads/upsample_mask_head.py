@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from typing import Mapping, Optional
 
+import torch
 from mmdet.models.roi_heads.mask_heads import FCNMaskHead
 from mmdet.registry import MODELS
 
+from ...ops._checks import check_4d
 from ..necks.upsample_fpn import build_checked_upsampler, normalize_upsample_cfg
 from ..utils import is_guided
 
@@ -75,6 +77,14 @@ class UpsampleFCNMaskHead(FCNMaskHead):
         self.upsample_method = plugin_cfg['type']
         self.upsample_cfg = plugin_cfg
         self.scale_factor = scale_factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``FCNMaskHead.forward`` on the (num_rois, in_channels, H, W) RoI features, checked first."""
+        check_4d('x', x, f'(num_rois, {self.in_channels}, H, W)')
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f'UpsampleFCNMaskHead was built for in_channels={self.in_channels}: x must have shape '
+                             f'(num_rois, {self.in_channels}, H, W), got {tuple(x.shape)}')
+        return super().forward(x)
 
     def init_weights(self) -> None:
         """``FCNMaskHead.init_weights``, then the learned upsampler's own init (it is not mmcv's CARAFEPack, so

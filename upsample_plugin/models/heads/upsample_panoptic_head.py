@@ -15,6 +15,7 @@ from mmdet.models.seg_heads import PanopticFPNHead
 from mmdet.registry import MODELS
 from mmengine.model import ModuleList
 
+from ...ops._checks import check_4d
 from ..necks.upsample_fpn import UpsamplerList, build_checked_upsampler, normalize_upsample_cfg
 from ..utils import is_guided, upsample_to
 
@@ -91,6 +92,7 @@ class UpsamplePanopticFPNHead(PanopticFPNHead):
                          in_channels=in_channels, inner_channels=inner_channels, start_level=start_level,
                          end_level=end_level, conv_cfg=conv_cfg, norm_cfg=norm_cfg, loss_seg=loss_seg,
                          init_cfg=init_cfg)
+        self.in_channels = in_channels  # PanopticFPNHead does not keep it; forward checks the levels against it
         self.upsample_cfg = normalize_upsample_cfg(upsample_cfg)
         # Same layer arguments as PanopticFPNHead (level i: max(i, 1) convs, i x2 steps), rebuilt with
         # configurable steps.
@@ -100,9 +102,15 @@ class UpsamplePanopticFPNHead(PanopticFPNHead):
             for i in range(start_level, end_level))
 
     def forward(self, x: Tuple[torch.Tensor]) -> Dict[str, torch.Tensor]:
-        if len(x) < self.end_level:
-            raise ValueError(f'UpsamplePanopticFPNHead uses levels {self.start_level}..{self.end_level - 1}: '
-                             f'got {len(x)} feature maps')
+        if not isinstance(x, (list, tuple)) or len(x) < self.end_level:
+            got = f'{len(x)} feature maps' if isinstance(x, (list, tuple)) else type(x).__name__
+            raise ValueError(f'UpsamplePanopticFPNHead uses levels {self.start_level}..{self.end_level - 1}: x must '
+                             f'be a list of at least {self.end_level} (N, {self.in_channels}, H, W) maps, got {got}')
+        for level in range(self.start_level, self.end_level):
+            check_4d(f'x[{level}]', x[level], f'(N, {self.in_channels}, H, W)')
+            if x[level].shape[1] != self.in_channels:
+                raise ValueError(f'UpsamplePanopticFPNHead was built for in_channels={self.in_channels}: x[{level}] '
+                                 f'must have shape (N, {self.in_channels}, H, W), got {tuple(x[level].shape)}')
         feats = []
         for i, layer in enumerate(self.conv_upsample_layers):
             level = self.start_level + i

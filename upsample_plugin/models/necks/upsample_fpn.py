@@ -25,7 +25,7 @@ from mmdet.registry import MODELS
 from mmengine.model import BaseModule
 
 from ...registry import build_upsampler
-from ..utils import fit_to_size, is_guided, upsample_to
+from ..utils import check_feature_levels, fit_to_size, is_guided, upsample_to
 
 #: Types that are plain interpolation (no parameters, no module in topology A).
 INTERPOLATION_TYPES = ('nearest', 'bilinear')
@@ -290,8 +290,7 @@ class UpsampleFPN(BaseModule):
             laterals[i - 1] = finer + up
 
     def forward(self, inputs: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, ...]:
-        if len(inputs) != self.num_ins:
-            raise ValueError(f'UpsampleFPN was built for {self.num_ins} input levels, got {len(inputs)}')
+        check_feature_levels('UpsampleFPN', inputs, self.in_channels)
         used = self.backbone_end_level - self.start_level
         laterals = [conv(inputs[self.start_level + i]) for i, conv in enumerate(self.lateral_convs[:used])]
         if self.topology == 'fpn_carafe':

@@ -17,7 +17,7 @@ from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 
 from ..utils import upsample_to
-from .upsample_uper_head import build_upsamplers, parse_upsample_cfg
+from .upsample_uper_head import build_upsamplers, parse_upsample_cfg, transform_checked_inputs
 
 
 @MODELS.register_module()
@@ -87,7 +87,7 @@ class UpsampleSegformerHead(BaseDecodeHead):
         self.upsample_modules = ModuleList(modules)
 
     def forward(self, inputs: List[torch.Tensor]) -> torch.Tensor:
-        inputs = self._transform_inputs(inputs)
+        inputs = transform_checked_inputs(self, inputs)
         projected = [conv(x) for conv, x in zip(self.convs, inputs)]
         if self._interpolation is not None:
             # mmseg's SegformerHead: every level (the finest too, a no-op) resized once to the finest size.

@@ -18,6 +18,7 @@ from mmseg.models.decode_heads.uper_head import UPerHead
 from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 
+from ...ops._checks import check_4d
 from ...registry import build_upsampler
 from ..utils import is_guided, upsample_to
 
@@ -99,6 +100,24 @@ def build_upsamplers(cfg: Mapping[str, Any], channels: int, number: int,
     return modules
 
 
+def transform_checked_inputs(head: nn.Module, inputs: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+    """``head._transform_inputs(inputs)`` (the levels ``in_index`` selects) after checking that ``inputs`` holds
+    them and that level ``in_index[i]`` is an (N, in_channels[i], H, W) map: a ``ValueError`` naming the level
+    instead of an ``IndexError`` or a failure inside a lateral conv."""
+    owner = type(head).__name__
+    needed = max(head.in_index) + 1
+    if not isinstance(inputs, (list, tuple)) or len(inputs) < needed:
+        got = f'{len(inputs)} maps' if isinstance(inputs, (list, tuple)) else type(inputs).__name__
+        raise ValueError(f'{owner} reads levels in_index={list(head.in_index)}: inputs must be a list of at least '
+                         f'{needed} maps, got {got}')
+    for index, channels in zip(head.in_index, head.in_channels):
+        check_4d(f'inputs[{index}]', inputs[index], f'(N, {channels}, H, W)')
+        if inputs[index].shape[1] != channels:
+            raise ValueError(f'{owner}: inputs[{index}] must have shape (N, {channels}, H, W) (in_channels for '
+                             f'in_index {index}), got {tuple(inputs[index].shape)}')
+    return head._transform_inputs(inputs)
+
+
 def top_down_step(upsampler: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Bring the coarser ``x`` to ``target``'s size (``target`` is also the guide of guided upsamplers).
 
@@ -173,7 +192,7 @@ class UpsampleUPerHead(UPerHead):
 
     def _forward_feature(self, inputs: List[torch.Tensor]) -> torch.Tensor:
         """``UPerHead._forward_feature`` with the top-down steps of spec/necks.md (E); any input size."""
-        inputs = self._transform_inputs(inputs)
+        inputs = transform_checked_inputs(self, inputs)
         laterals = [conv(inputs[i]) for i, conv in enumerate(self.lateral_convs)]
         laterals.append(self.psp_forward(inputs))  # the PPM (bilinear inside) is the top lateral
 
