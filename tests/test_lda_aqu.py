@@ -80,7 +80,7 @@ def lda_aqu_loop(m, x):
                     value_t.append(bilinear_zero(x[:, g * cv:(g + 1) * cv], yi, xi))
                 key_t = torch.cat(key_t, 1)
                 if m.rpb:
-                    key_t = key_t + m.relative_position_bias_table[0, :, 0, t, :].reshape(hidden)
+                    key_t = key_t + m.state_dict()['relative_position_bias_table'][0, :, 0, t, :].reshape(hidden)
                 keys.append(key_t)
                 values.append(torch.cat(value_t, 1))
             pixel = []
@@ -198,7 +198,7 @@ def test_init_weights():
     assert (module.conv_offset[3].weight == 0).all() and (module.conv_offset[3].bias == 0).all()
     for norm in (module.layer_norm.norm, module.conv_offset[1].norm):
         assert (norm.weight == 1).all() and (norm.bias == 0).all()
-    table = module.relative_position_bias_table
+    table = module.state_dict()['relative_position_bias_table']  # the official shape
     assert table.shape == (1, 1, 1, 9, 64) and 0.015 < table.std().item() < 0.025
     bound = math.sqrt(6 / (256 + 64))  # Xavier-uniform, gain 1, of the 1x1 projection
     assert module.proj_q.weight.abs().max() <= bound and module.proj_q.weight.abs().max() > 0.9 * bound
@@ -375,3 +375,19 @@ def test_bad_construction(kwargs, match):
 def test_bad_input(x, match):
     with pytest.raises(ValueError, match=match):
         LDA_AQU(16)(x)
+
+
+def test_channels_last_model_conversion_keeps_official_state_dict():
+    """Module.to(memory_format=channels_last) converts every 4-D/5-D tensor and rejects 5-D ones: the bias table
+    is held 3-D, while state dicts keep the official 5-D shape both ways."""
+    module = LDA_AQU(64)
+    official = module.state_dict()
+    x = torch.randn(2, 64, 5, 7)
+    expected = module(x)
+    module.to(memory_format=torch.channels_last)
+    torch.testing.assert_close(module(x.contiguous(memory_format=torch.channels_last)), expected)
+    fresh = LDA_AQU(64)
+    fresh.load_state_dict(official, strict=True)
+    assert official['relative_position_bias_table'].dim() == 5
+    assert fresh.state_dict()['relative_position_bias_table'].shape == official['relative_position_bias_table'].shape
+    torch.testing.assert_close(fresh(x), expected)

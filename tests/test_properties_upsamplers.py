@@ -212,13 +212,8 @@ def test_memory_layouts_give_the_contiguous_output(name, data, n, h, w, module_c
     expected = run(module, inputs)
     layouts = {key: data.draw(st.sampled_from(LAYOUTS), label=f'{key} layout') for key in inputs}
     if module_channels_last:
-        # Conv weights in channels-last memory, as after converting a model for channels-last training. Done per
-        # parameter: torch's Module.to(memory_format=channels_last) refuses any 5-D parameter, such as LDA-AQU's
-        # relative position bias table, whose official shape (1, nh, 1, k_u^2, C/nh) checkpoints fix.
-        with torch.no_grad():
-            for parameter in module.parameters():
-                if parameter.dim() == 4:
-                    parameter.set_(parameter.contiguous(memory_format=torch.channels_last))
+        # As after converting a model for channels-last training (every 4-D parameter and buffer).
+        module.to(memory_format=torch.channels_last)
     got = run(module, {key: with_layout(t, layouts[key]) for key, t in inputs.items()})
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
 

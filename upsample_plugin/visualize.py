@@ -84,8 +84,7 @@ def lda_aqu_geometry(module, x: torch.Tensor, pixels: Sequence[Pixel]) -> List[d
     keys = module.sample(k, grid)  # (1, hidden, K, sH, sW)
     taps = module.k_u * module.k_u
     if module.rpb:
-        bias = module.relative_position_bias_table.to(keys.dtype).permute(0, 1, 4, 3, 2)
-        keys = keys + bias.reshape(1, module.hidden_dim, taps, 1, 1)
+        keys = keys + module.key_position_bias(keys.dtype)
     dim = module.attn_dim
     qs = (q.to(keys.dtype) * module.scale)[:, :dim]
     attn = (qs.unsqueeze(2) * keys[:, :dim]).sum(1).softmax(dim=1)[0]  # (K, sH, sW), head 0

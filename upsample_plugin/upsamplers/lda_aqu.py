@@ -166,8 +166,13 @@ class LDA_AQU(Upsampler):  # noqa: N801 (official class name, kept for checkpoin
         # Not in the official state dicts: rebuilt here.
         self.register_buffer('base_offset', self._base_offset(), persistent=False)
         if rpb:
-            self.relative_position_bias_table = nn.Parameter(
-                torch.zeros(1, nh, 1, k_u * k_u, self.hidden_dim // nh))
+            # Held 3-D, (heads, k_u^2, hidden/heads): the official 5-D (1, heads, 1, k_u^2, hidden/heads) would make
+            # model.to(memory_format=torch.channels_last) raise for any model containing this module (only 4-D
+            # tensors have that format and Module.to converts every 4-D and 5-D one). State dicts keep the official
+            # 5-D shape (hooks below), so official checkpoints load strictly and saved ones load officially.
+            self.relative_position_bias_table = nn.Parameter(torch.zeros(nh, k_u * k_u, self.hidden_dim // nh))
+            self.register_state_dict_post_hook(_rpb_table_to_official_shape)
+            self.register_load_state_dict_pre_hook(_rpb_table_from_official_shape)
         self.init_weights()
 
     def _base_offset(self) -> torch.Tensor:
@@ -194,6 +199,12 @@ class LDA_AQU(Upsampler):  # noqa: N801 (official class name, kept for checkpoin
         nn.init.zeros_(self.conv_offset[-1].bias)
         if self.rpb:
             nn.init.trunc_normal_(self.relative_position_bias_table, std=.02)
+
+    def key_position_bias(self, dtype: torch.dtype) -> torch.Tensor:
+        """The learned relative position bias as (1, hidden, k_u^2, 1, 1): table[h, t, c] (official
+        ``[0, h, 0, t, c]``) is the bias of key channel h*dim + c at tap t."""
+        table = self.relative_position_bias_table.to(dtype).permute(0, 2, 1)  # (heads, dim, taps)
+        return table.reshape(1, self.hidden_dim, self.k_u * self.k_u, 1, 1)
 
     @staticmethod
     def coordinate_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -253,9 +264,7 @@ class LDA_AQU(Upsampler):  # noqa: N801 (official class name, kept for checkpoin
         n, _, taps, out_h, out_w = keys.shape
         heads, dim = self.num_head, self.attn_dim
         if self.rpb:
-            # table[0, h, 0, t, c] is the bias of key channel h*dim + c at tap t.
-            bias = self.relative_position_bias_table.to(keys.dtype).permute(0, 1, 4, 3, 2)
-            keys = keys + bias.reshape(1, self.hidden_dim, taps, 1, 1)
+            keys = keys + self.key_position_bias(keys.dtype)
         q = (q.to(keys.dtype) * self.scale).view(n, heads, dim, 1, out_h, out_w)
         logits = (q * keys.view(n, heads, dim, taps, out_h, out_w)).sum(dim=2)  # (N, nh, K, sH, sW)
         attn = logits.softmax(dim=2).unsqueeze(2)  # one weight per point, shared by the head's value channels
@@ -278,3 +287,23 @@ class LDA_AQU(Upsampler):  # noqa: N801 (official class name, kept for checkpoin
         return (f'in_channels={self.in_channels}, hidden_dim={self.hidden_dim}, nh={self.num_head}, '
                 f'scale_factor={self.scale_factor}, k_e={self.k_e}, k_u={self.k_u}, n_groups={self.n_groups}, '
                 f'range_factor={self.offset_range_factor}, rpb={self.rpb}')
+
+
+def _rpb_table_to_official_shape(module, state_dict, prefix, local_metadata) -> None:
+    """state_dict() hook: the bias table in the official (1, heads, 1, k_u^2, dim) shape.
+
+    Not for ``state_dict(keep_vars=True)``, whose values must be the parameters themselves (tracers such as the
+    TorchScript ONNX exporter find the module's parameters that way); the pre-hook accepts both shapes."""
+    key = prefix + 'relative_position_bias_table'
+    if key in state_dict and not isinstance(state_dict[key], nn.Parameter):
+        state_dict[key] = state_dict[key].unsqueeze(1).unsqueeze(0)
+
+
+def _rpb_table_from_official_shape(module, state_dict, prefix, local_metadata, strict, missing_keys,
+                                   unexpected_keys, error_msgs) -> None:
+    """load_state_dict() pre-hook: an official 5-D table (1, heads, 1, k_u^2, dim) back to (heads, k_u^2, dim);
+    any other shape is left for load_state_dict's own shape check (and its error message)."""
+    key = prefix + 'relative_position_bias_table'
+    table = state_dict.get(key)
+    if table is not None and table.dim() == 5 and table.shape[0] == 1 and table.shape[2] == 1:
+        state_dict[key] = table[0, :, 0]
