@@ -15,7 +15,9 @@ import upsample_plugin  # noqa: F401  (registers the upsamplers and the mm integ
 
 CONFIGS = sorted((Path(__file__).parents[1] / 'configs').rglob('*.py'))
 FAMILY_BASELINE = {'faster_rcnn': 'nearest', 'mask_rcnn': 'nearest', 'panoptic_fpn': 'nearest',
-                   'upernet': 'bilinear', 'segformer': 'bilinear'}
+                   'upernet': 'bilinear', 'segformer': 'bilinear',
+                   # Lite-HRNet's fuse-layer upsampling; its parameter deltas: tests/test_lite_hrnet.py.
+                   'lite_hrnet': 'nearest'}
 
 
 # Small enough for ~50 R50 models on 2 CPU cores; the test size is odd and not a multiple of 32 or 64.

@@ -29,6 +29,7 @@ FAMILIES = {  # folder -> (title, metric, baseline upsampler)
     'panoptic_fpn': ('Panoptic FPN R50, 1x COCO', 'PQ', 'nearest'),
     'upernet': ('UPerNet R50, ADE20K', 'mIoU', 'bilinear'),
     'segformer': ('SegFormer MiT-B1, ADE20K', 'mIoU', 'bilinear'),
+    'lite_hrnet': ('Lite-HRNet + FCN head, fuse-layer upsampling', 'mIoU', 'nearest'),
 }
 DYSAMPLE = 'tiny-smart/dysample README'
 FREQFUSION = 'Linwei-Chen/FreqFusion README'
@@ -74,6 +75,13 @@ def upsampler_of(path: Path) -> str:
     return path.stem.split('_')[3]
 
 
+def setting_of(path: Path) -> str:
+    """The config name without its upsampler: configs of one setting share a baseline (a folder may hold several
+    settings, e.g. lite_hrnet: two depths x two datasets)."""
+    parts = path.stem.split('_')
+    return '_'.join(parts[:3] + ['*'] + parts[4:])
+
+
 def count_parameters(path: Path) -> int:
     cfg = Config.fromfile(str(path))
     init_default_scope(cfg.default_scope)
@@ -86,16 +94,26 @@ def count_parameters(path: Path) -> int:
 def table() -> str:
     lines = ['| config | paper | source | parameters | delta over baseline |', '|---|---|---|---:|---:|']
     for folder, (title, metric, baseline) in FAMILIES.items():
-        paths = sorted((ROOT / 'configs' / folder).glob('*.py'), key=lambda p: (upsampler_of(p) != baseline, p))
-        counts = {path: count_parameters(path) for path in paths}
-        base = counts[paths[0]]
-        lines.append(f'| **{title}** ({metric}) | | | | |')
-        for path in paths:
-            value, source = PAPER.get((folder, upsampler_of(path)), ('—', ''))
-            delta = counts[path] - base
-            lines.append(f'| `{path.relative_to(ROOT)}` | {value} | {source} | {counts[path]:,} | '
-                         f'{"baseline" if path == paths[0] else f"{delta:+,}"} |')
+        settings = sorted({setting_of(p) for p in (ROOT / 'configs' / folder).glob('*.py')})
+        for setting in settings:
+            lines += setting_rows(folder, setting, title if len(settings) == 1 else f'{title}: `{setting}`',
+                                  metric, baseline)
     return '\n'.join(lines)
+
+
+def setting_rows(folder: str, setting: str, title: str, metric: str, baseline: str) -> list:
+    """The table rows of one setting: its baseline first, then the other upsamplers with their deltas."""
+    paths = sorted((p for p in (ROOT / 'configs' / folder).glob('*.py') if setting_of(p) == setting),
+                   key=lambda p: (upsampler_of(p) != baseline, p))
+    counts = {path: count_parameters(path) for path in paths}
+    base = counts[paths[0]]
+    lines = [f'| **{title}** ({metric}) | | | | |']
+    for path in paths:
+        value, source = PAPER.get((folder, upsampler_of(path)), ('—', ''))
+        delta = counts[path] - base
+        lines.append(f'| `{path.relative_to(ROOT)}` | {value} | {source} | {counts[path]:,} | '
+                     f'{"baseline" if path == paths[0] else f"{delta:+,}"} |')
+    return lines
 
 
 def main(argv=None) -> int:

@@ -5,11 +5,17 @@
 the mmseg parts (``UpsampleUPerHead``, ``UpsampleSegformerHead``) in ``mmseg.registry.MODELS`` when mmseg is,
 so either library alone suffices and ``custom_imports=dict(imports=['upsample_plugin'])`` gives a config all of
 them. The upsamplers themselves never import mmdet or mmseg.
+
+The backbones (``LiteHRNet``) need only mmcv/mmengine: they are registered in mmengine's root ``MODELS``, which
+both libraries' registries fall back to, and are always imported.
 """
 import importlib.util
 import warnings
 
-__all__ = []
+from . import backbones
+from .backbones import LiteHRNet
+
+__all__ = ['backbones', 'LiteHRNet']
 
 
 def _import_integration(library: str, *modules: str) -> None:

@@ -1,0 +1,54 @@
+# Toy semantic segmentation run on CPU: Lite-HRNet-18 + FCN head (random init, no download) on the generated
+# ADE20K-format set (tools/make_toy_data.py). Switch the fuse-layer upsampling with one option, e.g.
+#   python tools/train.py configs/toy/lite-hrnet-18_fcn_toy.py \
+#       --cfg-options model.backbone.upsample_cfg.type=dysample model.backbone.upsample_chain=True
+_base_ = '../lite_hrnet/fcn_lite-hrnet-18_4xb4-160k_nearest_ade20k-512x512.py'
+
+data_root = 'data/toy/ade/'
+# The first 7 ADE20K classes (upsample_plugin.toy_data.TOY_SEG_CLASSES): labels 1..7 on disk, 0 = ignored.
+metainfo = dict(classes=('wall', 'building', 'sky', 'floor', 'tree', 'ceiling', 'road'),
+                palette=[[120, 120, 120], [180, 120, 120], [6, 230, 230], [80, 50, 50], [4, 200, 3],
+                         [120, 120, 80], [140, 140, 140]])
+crop_size = (192, 192)
+norm_cfg = dict(type='BN', requires_grad=True)  # single process on CPU: no SyncBN
+
+model = dict(
+    data_preprocessor=dict(size=crop_size),
+    backbone=dict(norm_cfg=norm_cfg),
+    decode_head=dict(num_classes=len(metainfo['classes']), norm_cfg=norm_cfg))
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='RandomResize', scale=(256, 256), ratio_range=(0.75, 1.25), keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackSegInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(256, 256), keep_ratio=True),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='PackSegInputs'),
+]
+train_dataloader = dict(
+    batch_size=4, num_workers=2, persistent_workers=True,
+    dataset=dict(data_root=data_root, metainfo=metainfo, pipeline=train_pipeline,
+                 data_prefix=dict(img_path='images/training', seg_map_path='annotations/training')))
+val_dataloader = dict(
+    batch_size=1, num_workers=2, persistent_workers=True,
+    dataset=dict(data_root=data_root, metainfo=metainfo, pipeline=test_pipeline,
+                 data_prefix=dict(img_path='images/validation', seg_map_path='annotations/validation')))
+test_dataloader = val_dataloader
+
+# Adam at 2e-3, the official Lite-HRNet training optimizer (its COCO configs): from the official init
+# (conv weights ~N(0, 0.001^2)) it learns within a few hundred CPU iterations where SGD at 0.01 barely moves.
+max_iters = 320
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
+optim_wrapper = dict(_delete_=True, type='OptimWrapper', optimizer=dict(type='Adam', lr=2e-3))
+param_scheduler = [dict(type='PolyLR', eta_min=1e-5, power=0.9, begin=0, end=max_iters, by_epoch=False)]
+auto_scale_lr = dict(enable=False, base_batch_size=4)
+default_hooks = dict(logger=dict(interval=20), checkpoint=dict(by_epoch=False, interval=max_iters))
+
+# A fixed seed: runs of different upsamplers start from the same weights and see the same batches.
+randomness = dict(seed=0)
