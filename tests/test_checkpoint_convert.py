@@ -160,18 +160,25 @@ def prefixed(prefix, table):
     return {f'{prefix}{k}': v for k, v in table.items()}
 
 
+def fpn_levels(in_channels, out_channels, upsampler):
+    """The per-level part every FPN variant shares: a 1x1 lateral and a 3x3 output per input level and an
+    upsampler on every level but the last (``upsampler``: a table of one upsampler module, or None)."""
+    table = {}
+    for i, c in enumerate(in_channels):
+        table.update(conv_module(f'lateral_convs.{i}', out_channels, c, 1))
+        table.update(conv_module(f'fpn_convs.{i}', out_channels, out_channels, 3))
+        if i != len(in_channels) - 1 and upsampler:
+            table.update(prefixed(f'upsample_modules.{i}.', upsampler))
+    return table
+
+
 def fpn_upsample_neck(in_channels, out_channels, num_outs, upsampler, add_extra_convs=False):
     """``FPN_UPSAMPLE.__init__`` (tiny-smart/detection-with-upsamplers mmdet/models/necks/fpn_upsample.py):
     1x1 laterals and 3x3 outputs per level, an upsampler per level but the last, and with ``add_extra_convs`` a
     stride-2 3x3 conv per extra level (C_last-wide for the first 'on_input' one) plus one more (unused)
     upsampler each. ``upsampler`` is a table of one upsampler module or None (parameter-free)."""
-    table = {}
+    table = fpn_levels(in_channels, out_channels, upsampler)
     levels = len(in_channels)
-    for i, c in enumerate(in_channels):
-        table.update(conv_module(f'lateral_convs.{i}', out_channels, c, 1))
-        table.update(conv_module(f'fpn_convs.{i}', out_channels, out_channels, 3))
-        if i != levels - 1 and upsampler:
-            table.update(prefixed(f'upsample_modules.{i}.', upsampler))
     if add_extra_convs:
         for j in range(num_outs - levels):
             extra_in = in_channels[-1] if j == 0 and add_extra_convs == 'on_input' else out_channels
@@ -185,13 +192,8 @@ def fpn_carafe_neck(in_channels, out_channels, num_outs, upsampler):
     """``FPN_CARAFE.__init__`` (mmdet/models/necks/fpn_carafe.py) and its copies ``UNIFIED_FPN`` (DLU) and
     ``FPN_LAU`` (LDA-AQU): per level a 1x1 lateral, a 3x3 output and (but the last) an upsampler; per extra level a
     3x3 stride-2 lateral (on C_last first, then out_channels wide), its own upsampler and 3x3 output."""
-    table = {}
+    table = fpn_levels(in_channels, out_channels, upsampler)
     levels = len(in_channels)
-    for i, c in enumerate(in_channels):
-        table.update(conv_module(f'lateral_convs.{i}', out_channels, c, 1))
-        table.update(conv_module(f'fpn_convs.{i}', out_channels, out_channels, 3))
-        if i != levels - 1 and upsampler:
-            table.update(prefixed(f'upsample_modules.{i}.', upsampler))
     for j in range(num_outs - levels):
         extra_in = in_channels[-1] if j == 0 else out_channels
         table.update(conv_module(f'lateral_convs.{levels + j}', out_channels, extra_in, 3))

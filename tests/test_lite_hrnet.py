@@ -555,8 +555,10 @@ def test_toy_run_learns(tmp_path):
     cfg.default_hooks.checkpoint.interval = iterations
     cfg.default_hooks.pop('visualization', None)
     cfg.log_level = 'WARNING'
-    runner = Runner.from_cfg(cfg)
-    runner.train()
+    # Inside a scope that is undone afterwards: the Runner makes its own DefaultScope ('mmseg') the current one,
+    # which would otherwise leak into later tests (an mmdet model then builds mmseg's losses).
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        Runner.from_cfg(cfg).train()
     losses = train_losses(run_records(cfg.work_dir))
     assert len(losses) == iterations and all(math.isfinite(v) for v in losses)
     first, last = sum(losses[:6]) / 6, sum(losses[-6:]) / 6
