@@ -49,28 +49,8 @@ sys.path.insert(0, str(ROOT / 'tools'))
 import upsample_plugin  # noqa: E402,F401  (registers the upsamplers)
 from upsample_plugin import build_upsampler  # noqa: E402
 
-try:  # reuse the RSS helpers of the op benchmark (same measurement protocol)
-    from benchmark_ops import current_rss, reset_rss_high_water, rss_high_water  # noqa: E402
-except Exception:  # pragma: no cover - benchmark_ops being edited or broken: identical local copies
-    import resource
-
-    def current_rss() -> int:
-        with open('/proc/self/statm') as f:
-            return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
-
-    def rss_high_water() -> int:
-        with open('/proc/self/status') as f:
-            for line in f:
-                if line.startswith('VmHWM:'):
-                    return int(line.split()[1]) * 1024
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-    def reset_rss_high_water() -> None:
-        try:
-            with open('/proc/self/clear_refs', 'w') as f:
-                f.write('5')
-        except OSError:
-            pass
+# The RSS helpers of the op benchmark: one measurement protocol for ops and upsamplers.
+from benchmark_ops import current_rss, reset_rss_high_water, rss_high_water  # noqa: E402
 
 README = ROOT / 'README.md'
 BENCH_MARKERS = ('<!-- upsampler-benchmark:start -->', '<!-- upsampler-benchmark:end -->')
