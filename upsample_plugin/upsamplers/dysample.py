@@ -12,7 +12,9 @@ which changes float32/float64 outputs:
 * both argument names for the ratio are accepted: ``scale`` (official) and ``scale_factor`` (the
   mmdet/mmseg integration copies), spec quirk 2;
 * ``scope_bias=True`` rebuilds the integration copies' biased ``scope`` conv, so their checkpoints load too
-  (spec quirk 1; HEAD has no bias).
+  (spec quirk 1; HEAD has no bias);
+* a NaN/Inf sampling position gives a NaN sample: the official ``grid_sample(padding_mode='border')`` clamps it
+  onto the map and returns a finite border pixel (NaN policy, docs/input_validation.md).
 """
 from __future__ import annotations
 

@@ -5,6 +5,10 @@ Spec: ../shared/spec/lda_aqu.md. State-dict compatible with the official ``LDA_A
 (HEAD ebfb705, ``mmdet/models/necks/fpn_lau.py``): same constructor arguments, parameter names
 (``layer_norm.norm.*``, ``proj_q``, ``proj_k``, ``conv_offset.{0,1.norm,3}.*``, ``relative_position_bias_table``)
 and the non-persistent buffer ``base_offset``. Pure PyTorch, no custom op (the spec has none).
+
+Difference from the official code: ``relative_position_bias_table`` is held as (heads, k_u^2, dim) instead of the
+official 5-D (1, heads, 1, k_u^2, dim), because ``model.to(memory_format=torch.channels_last)`` rejects 5-D
+tensors; ``state_dict()`` and ``load_state_dict()`` use the official shape, so checkpoints are unchanged.
 """
 from __future__ import annotations
 
