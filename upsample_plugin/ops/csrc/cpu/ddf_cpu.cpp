@@ -21,26 +21,16 @@
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
+#include "cpu_rows.h"
 #include "ddf_common.h"
 
 namespace upsample_plugin {
 namespace ddf {
 namespace {
 
-template <typename scalar_t, typename acc_t>
-inline void load_row(const scalar_t* __restrict__ src, acc_t* __restrict__ dst, int64_t len) {
-  for (int64_t i = 0; i < len; ++i) dst[i] = static_cast<acc_t>(src[i]);
-}
-
-template <typename scalar_t, typename acc_t>
-inline void store_row(const acc_t* __restrict__ src, scalar_t* __restrict__ dst, int64_t len) {
-  for (int64_t i = 0; i < len; ++i) dst[i] = static_cast<scalar_t>(src[i]);
-}
-
-// Work units per parallel_for chunk: about 64k multiply-adds.
-inline int64_t grain(int64_t work_per_unit) {
-  return std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, work_per_unit));
-}
+using cpu::grain;
+using cpu::load_row;
+using cpu::store_row;
 
 template <typename scalar_t>
 void forward_kernel(const scalar_t* feat, const scalar_t* chan, const scalar_t* spat, scalar_t* out,

@@ -26,6 +26,7 @@
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
+#include "cpu_rows.h"
 #include "dlu_common.h"
 
 namespace upsample_plugin {
@@ -35,35 +36,11 @@ namespace {
 // dK' chunk budget (acc_t values): 1M = 4 MB in float32.
 constexpr int64_t kChunkElements = int64_t{1} << 20;
 
-template <typename acc_t>
-inline void row_fma(acc_t* __restrict__ acc, const acc_t* __restrict__ x, const acc_t* __restrict__ y,
-                    int64_t len) {
-  for (int64_t i = 0; i < len; ++i) acc[i] += x[i] * y[i];
-}
-
-template <typename scalar_t, typename acc_t>
-inline void load_row(const scalar_t* __restrict__ src, acc_t* __restrict__ dst, int64_t len) {
-  for (int64_t i = 0; i < len; ++i) dst[i] = static_cast<acc_t>(src[i]);
-}
-
-template <typename scalar_t, typename acc_t>
-inline void store_row(const acc_t* __restrict__ src, scalar_t* __restrict__ dst, int64_t len) {
-  for (int64_t i = 0; i < len; ++i) dst[i] = static_cast<scalar_t>(src[i]);
-}
-
-// dst[(x + r)*s + j] = src[x] for x < w, j < s; dst holds (w + 2r)*s values whose r*s-wide borders stay 0.
-template <typename scalar_t, typename acc_t>
-inline void load_upsampled_row(const scalar_t* __restrict__ src, acc_t* __restrict__ dst, const Geometry& geo) {
-  acc_t* out = dst + geo.r * geo.s;
-  for (int64_t x = 0; x < geo.w; ++x) {
-    const acc_t v = static_cast<acc_t>(src[x]);
-    for (int64_t j = 0; j < geo.s; ++j) out[x * geo.s + j] = v;
-  }
-}
-
-inline int64_t grain(int64_t work_per_unit) {
-  return std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, work_per_unit));
-}
+using cpu::grain;
+using cpu::load_row;
+using cpu::load_upsampled_row;
+using cpu::row_fma;
+using cpu::store_row;
 
 // kbuf[((a*k + b)*s + i)*OW + q] = K'[t = a*k + b](p0 + i, q) for a in [a0, a1), all b: the sampled kernels of
 // output rows p0 .. p0 + s - 1 (parent row p0 / s).
@@ -99,7 +76,7 @@ void forward_kernel(const scalar_t* feat, const scalar_t* ks, const scalar_t* of
       for (int64_t cc = 0; cc < geo.cpg; ++cc) {
         const int64_t nc = ng * geo.cpg + cc;
         const scalar_t* fplane = feat + nc * src_plane;
-        for (int64_t a = a0; a < a1; ++a) load_upsampled_row(fplane + (y0 + a - r) * geo.w, xbuf.data() + a * uw, geo);
+        for (int64_t a = a0; a < a1; ++a) load_upsampled_row(fplane + (y0 + a - r) * geo.w, xbuf.data() + a * uw, geo.w, r, s);
         for (int64_t i = 0; i < s; ++i) {
           std::fill(obuf.begin(), obuf.end(), acc_t(0));
           for (int64_t a = a0; a < a1; ++a)
@@ -183,7 +160,7 @@ void kernel_space_offset_grad_kernel(const scalar_t* grad, const scalar_t* feat,
           for (int64_t cc = 0; cc < geo.cpg; ++cc) {
             const int64_t nc = ng * geo.cpg + cc;
             const scalar_t* fplane = feat + nc * src_plane;
-            for (int64_t a = a0; a < a1; ++a) load_upsampled_row(fplane + (y0 + a - r) * geo.w, xbuf.data() + a * uw, geo);
+            for (int64_t a = a0; a < a1; ++a) load_upsampled_row(fplane + (y0 + a - r) * geo.w, xbuf.data() + a * uw, geo.w, r, s);
             load_row(grad + nc * plane + y0 * s * ow, dbuf.data(), s * ow);
             for (int64_t a = a0; a < a1; ++a)
               for (int64_t b = 0; b < k; ++b)

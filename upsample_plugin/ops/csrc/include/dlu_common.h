@@ -32,21 +32,11 @@ struct Geometry {
   int64_t oh, ow, ss;     // H * s, W * s, s * s
 };
 
-// Taps a in [tap_begin, tap_end) read source row base + a - r inside [0, size) (as CARAFE).
-HOST_DEVICE int64_t tap_begin(int64_t base, int64_t r) { return base < r ? r - base : 0; }
-HOST_DEVICE int64_t tap_end(int64_t base, int64_t r, int64_t k, int64_t size) {
-  const int64_t e = size + r - base;
-  return e < k ? e : k;
-}
-// Feature gradient gather: low-res row y0 is read through tap a by the output rows whose parent is y0 - a + r.
-HOST_DEVICE int64_t gather_tap_begin(int64_t y0, int64_t r, int64_t size) {
-  const int64_t b = y0 + r - size + 1;
-  return b > 0 ? b : 0;
-}
-HOST_DEVICE int64_t gather_tap_end(int64_t y0, int64_t r, int64_t k) {
-  const int64_t e = y0 + r + 1;
-  return e < k ? e : k;
-}
+// DLU reassembles exactly as CARAFE (floor parent, zero padding): the same tap ranges.
+using carafe::gather_tap_begin;
+using carafe::gather_tap_end;
+using carafe::tap_begin;
+using carafe::tap_end;
 
 // Index position of `pos` (low-res pixels) along an axis of `size` pixels, clamped to [0, size-1]; *grad is
 // d(result)/d(pos): 1 inside, 0 where clamping is active, borders included (grid_sample's convention). The
