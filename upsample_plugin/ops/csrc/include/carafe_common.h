@@ -109,11 +109,10 @@ HOST_DEVICE acc_t mask_grad_element(const scalar_t* grad, const scalar_t* feat, 
 
 // ---- host-only argument checks ---------------------------------------------------------------------------
 
-inline Geometry carafe_check_forward(const at::Tensor& features, const at::Tensor& masks, int64_t kernel_size,
-                                     int64_t group_size, int64_t scale_factor) {
-  check_4d_float(features, "features", "(N, C, H, W)");
-  check_4d_float(masks, "masks", "(N, kernel_size**2 * group_size, H * scale_factor, W * scale_factor)");
-  check_same_device_dtype(features, "features", masks, "masks");
+// The arguments and geometry CARAFE and DLU share (checked after the tensors' rank, dtype and device): an odd
+// kernel centred on the source pixel, channel groups dividing C, an integer ratio.
+inline Geometry reassembly_geometry(const at::Tensor& features, int64_t kernel_size, int64_t group_size,
+                                    int64_t scale_factor) {
   TORCH_CHECK(kernel_size >= 1 && kernel_size % 2 == 1,
               "kernel_size must be odd and >= 1 (the kernel is centred on the source pixel), got ", kernel_size);
   TORCH_CHECK(group_size >= 1, "group_size must be an integer >= 1, got ", group_size);
@@ -133,10 +132,17 @@ inline Geometry carafe_check_forward(const at::Tensor& features, const at::Tenso
   geo.ow = geo.w * scale_factor;
   TORCH_CHECK(geo.c % group_size == 0, "group_size=", group_size, " must divide the channels of features (",
               geo.c, ")");
-  const std::vector<int64_t> expected{geo.n, geo.kk * group_size, geo.oh, geo.ow};
-  TORCH_CHECK(masks.sizes() == at::IntArrayRef(expected),
-              "masks must have shape (N, kernel_size**2 * group_size, H * scale_factor, W * scale_factor) = ",
-              at::IntArrayRef(expected), " for features of shape ", features.sizes(), ", got ", masks.sizes());
+  return geo;
+}
+
+inline Geometry carafe_check_forward(const at::Tensor& features, const at::Tensor& masks, int64_t kernel_size,
+                                     int64_t group_size, int64_t scale_factor) {
+  constexpr const char* kMasksLayout = "(N, kernel_size**2 * group_size, H * scale_factor, W * scale_factor)";
+  check_4d_float(features, "features", "(N, C, H, W)");
+  check_4d_float(masks, "masks", kMasksLayout);
+  check_same_device_dtype(features, "features", masks, "masks");
+  const Geometry geo = reassembly_geometry(features, kernel_size, group_size, scale_factor);
+  check_shape(masks, "masks", kMasksLayout, {geo.n, geo.kk * group_size, geo.oh, geo.ow}, features);
   return geo;
 }
 
@@ -144,12 +150,8 @@ inline Geometry carafe_check_backward(const at::Tensor& grad_output, const at::T
                                       const at::Tensor& masks, int64_t kernel_size, int64_t group_size,
                                       int64_t scale_factor) {
   const Geometry geo = carafe_check_forward(features, masks, kernel_size, group_size, scale_factor);
-  check_4d_float(grad_output, "grad_output", "(N, C, H * scale_factor, W * scale_factor)");
-  check_same_device_dtype(features, "features", grad_output, "grad_output");
-  const std::vector<int64_t> expected{geo.n, geo.c, geo.oh, geo.ow};
-  TORCH_CHECK(grad_output.sizes() == at::IntArrayRef(expected),
-              "grad_output must have shape (N, C, H * scale_factor, W * scale_factor) = ", at::IntArrayRef(expected),
-              " for features of shape ", features.sizes(), ", got ", grad_output.sizes());
+  check_grad_output(grad_output, features, "(N, C, H * scale_factor, W * scale_factor)",
+                    {geo.n, geo.c, geo.oh, geo.ow});
   return geo;
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
@@ -36,6 +37,21 @@ inline void check_same_device_dtype(const at::Tensor& a, const char* name_a, con
               "; put both on one device");
   TORCH_CHECK(a.scalar_type() == b.scalar_type(), name_b, " has dtype ", b.scalar_type(), " but ", name_a,
               " has ", a.scalar_type(), "; cast one to the other");
+}
+
+// `t` must have exactly the sizes `expected`, which `layout` spells out in terms of the features' shape.
+inline void check_shape(const at::Tensor& t, const char* name, const char* layout, const std::vector<int64_t>& expected,
+                        const at::Tensor& features) {
+  TORCH_CHECK(t.sizes() == at::IntArrayRef(expected), name, " must have shape ", layout, " = ",
+              at::IntArrayRef(expected), " for features of shape ", features.sizes(), ", got ", t.sizes());
+}
+
+// The backward ops' incoming gradient: a 4-D tensor like `features` (device, dtype) of the output's sizes.
+inline void check_grad_output(const at::Tensor& grad_output, const at::Tensor& features, const char* layout,
+                              const std::vector<int64_t>& expected) {
+  check_4d_float(grad_output, "grad_output", layout);
+  check_same_device_dtype(features, "features", grad_output, "grad_output");
+  check_shape(grad_output, "grad_output", layout, expected, features);
 }
 
 inline void check_device_type(const at::Tensor& t, const char* name, c10::DeviceType type) {

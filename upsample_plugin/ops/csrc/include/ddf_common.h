@@ -168,10 +168,8 @@ inline Geometry ddf_check_forward(const at::Tensor& features, const at::Tensor& 
   geo.oh = geo.h / stride;
   geo.ow = geo.w / stride;
   geo.mul = combine == "mul";
-  const std::vector<int64_t> expected_channel{geo.n, geo.c, geo.k, geo.k};
-  TORCH_CHECK(channel_filter.sizes() == at::IntArrayRef(expected_channel),
-              "channel_filter must have shape (N, C, kernel_size, kernel_size) = ", at::IntArrayRef(expected_channel),
-              " for features of shape ", features.sizes(), ", got ", channel_filter.sizes());
+  check_shape(channel_filter, "channel_filter", "(N, C, kernel_size, kernel_size)", {geo.n, geo.c, geo.k, geo.k},
+              features);
   const std::vector<int64_t> expected_spatial{geo.n, geo.kk, geo.oh, geo.ow};
   TORCH_CHECK(spatial_filter.sizes() == at::IntArrayRef(expected_spatial),
               "spatial_filter must have shape (N, kernel_size**2, H // stride, W // stride) = ",
@@ -185,12 +183,7 @@ inline Geometry ddf_check_backward(const at::Tensor& grad_output, const at::Tens
                                    int64_t kernel_size, int64_t dilation, int64_t stride, std::string_view combine) {
   const Geometry geo =
       ddf_check_forward(features, channel_filter, spatial_filter, kernel_size, dilation, stride, combine);
-  check_4d_float(grad_output, "grad_output", "(N, C, H // stride, W // stride)");
-  check_same_device_dtype(features, "features", grad_output, "grad_output");
-  const std::vector<int64_t> expected{geo.n, geo.c, geo.oh, geo.ow};
-  TORCH_CHECK(grad_output.sizes() == at::IntArrayRef(expected),
-              "grad_output must have shape (N, C, H // stride, W // stride) = ", at::IntArrayRef(expected),
-              " for features of shape ", features.sizes(), ", got ", grad_output.sizes());
+  check_grad_output(grad_output, features, "(N, C, H // stride, W // stride)", {geo.n, geo.c, geo.oh, geo.ow});
   return geo;
 }
 

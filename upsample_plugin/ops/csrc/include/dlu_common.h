@@ -25,11 +25,9 @@
 namespace upsample_plugin {
 namespace dlu {
 
-struct Geometry {
-  int64_t n, c, h, w;     // features (N, C, H, W)
-  int64_t k, groups, s;   // kernel_size, group_size, scale_factor
-  int64_t r, cpg, kk;     // (k - 1) / 2, channels per group, k * k
-  int64_t oh, ow, ss;     // H * s, W * s, s * s
+// CARAFE's geometry plus s * s (the offsets hold 2 * s * s channels per group).
+struct Geometry : carafe::Geometry {
+  int64_t ss;  // s * s
 };
 
 // DLU reassembles exactly as CARAFE (floor parent, zero padding): the same tap ranges.
@@ -220,39 +218,18 @@ HOST_DEVICE acc_t kernel_space_grad_element(const dk_t* dkp, const scalar_t* off
 
 inline Geometry dlu_check_forward(const at::Tensor& features, const at::Tensor& kernel_space, const at::Tensor& offsets,
                                   int64_t kernel_size, int64_t group_size, int64_t scale_factor) {
+  constexpr const char* kKernelSpaceLayout = "(N, kernel_size**2 * group_size, H, W)";
+  constexpr const char* kOffsetsLayout = "(N, group_size * 2 * scale_factor**2, H, W)";
   check_4d_float(features, "features", "(N, C, H, W)");
-  check_4d_float(kernel_space, "kernel_space", "(N, kernel_size**2 * group_size, H, W)");
-  check_4d_float(offsets, "offsets", "(N, group_size * 2 * scale_factor**2, H, W)");
+  check_4d_float(kernel_space, "kernel_space", kKernelSpaceLayout);
+  check_4d_float(offsets, "offsets", kOffsetsLayout);
   check_same_device_dtype(features, "features", kernel_space, "kernel_space");
   check_same_device_dtype(features, "features", offsets, "offsets");
-  TORCH_CHECK(kernel_size >= 1 && kernel_size % 2 == 1,
-              "kernel_size must be odd and >= 1 (the kernel is centred on the source pixel), got ", kernel_size);
-  TORCH_CHECK(group_size >= 1, "group_size must be an integer >= 1, got ", group_size);
-  TORCH_CHECK(scale_factor >= 1, "scale_factor must be an integer >= 1, got ", scale_factor);
   Geometry geo;
-  geo.n = features.size(0);
-  geo.c = features.size(1);
-  geo.h = features.size(2);
-  geo.w = features.size(3);
-  geo.k = kernel_size;
-  geo.groups = group_size;
-  geo.s = scale_factor;
-  geo.r = (kernel_size - 1) / 2;
-  geo.kk = kernel_size * kernel_size;
-  geo.cpg = geo.c / group_size;
-  geo.oh = geo.h * scale_factor;
-  geo.ow = geo.w * scale_factor;
+  static_cast<carafe::Geometry&>(geo) = carafe::reassembly_geometry(features, kernel_size, group_size, scale_factor);
   geo.ss = scale_factor * scale_factor;
-  TORCH_CHECK(geo.c % group_size == 0, "group_size=", group_size, " must divide the channels of features (",
-              geo.c, ")");
-  const std::vector<int64_t> ks_shape{geo.n, geo.kk * group_size, geo.h, geo.w};
-  TORCH_CHECK(kernel_space.sizes() == at::IntArrayRef(ks_shape),
-              "kernel_space must have shape (N, kernel_size**2 * group_size, H, W) = ", at::IntArrayRef(ks_shape),
-              " for features of shape ", features.sizes(), ", got ", kernel_space.sizes());
-  const std::vector<int64_t> off_shape{geo.n, group_size * 2 * geo.ss, geo.h, geo.w};
-  TORCH_CHECK(offsets.sizes() == at::IntArrayRef(off_shape),
-              "offsets must have shape (N, group_size * 2 * scale_factor**2, H, W) = ", at::IntArrayRef(off_shape),
-              " for features of shape ", features.sizes(), ", got ", offsets.sizes());
+  check_shape(kernel_space, "kernel_space", kKernelSpaceLayout, {geo.n, geo.kk * group_size, geo.h, geo.w}, features);
+  check_shape(offsets, "offsets", kOffsetsLayout, {geo.n, group_size * 2 * geo.ss, geo.h, geo.w}, features);
   return geo;
 }
 
@@ -260,12 +237,8 @@ inline Geometry dlu_check_backward(const at::Tensor& grad_output, const at::Tens
                                    const at::Tensor& kernel_space, const at::Tensor& offsets, int64_t kernel_size,
                                    int64_t group_size, int64_t scale_factor) {
   const Geometry geo = dlu_check_forward(features, kernel_space, offsets, kernel_size, group_size, scale_factor);
-  check_4d_float(grad_output, "grad_output", "(N, C, H * scale_factor, W * scale_factor)");
-  check_same_device_dtype(features, "features", grad_output, "grad_output");
-  const std::vector<int64_t> expected{geo.n, geo.c, geo.oh, geo.ow};
-  TORCH_CHECK(grad_output.sizes() == at::IntArrayRef(expected),
-              "grad_output must have shape (N, C, H * scale_factor, W * scale_factor) = ", at::IntArrayRef(expected),
-              " for features of shape ", features.sizes(), ", got ", grad_output.sizes());
+  check_grad_output(grad_output, features, "(N, C, H * scale_factor, W * scale_factor)",
+                    {geo.n, geo.c, geo.oh, geo.ow});
   return geo;
 }
 
