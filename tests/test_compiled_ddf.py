@@ -4,10 +4,10 @@ strides and edge shapes, gradients of every order, dtypes, layouts, determinism,
 (opcheck, torch.compile), the C++ argument checks, the CUDA kernels' per-element functions (run on the CPU),
 and the dispatch of ``ddf(..., backend=)``."""
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from upsample_test_utils import compile_element_harness
 
 from upsample_plugin.ops import _library_ddf
 from upsample_plugin.ops.ddf import ddf, ddf_reference
@@ -17,7 +17,6 @@ requires_ext = pytest.mark.skipif(
     not _library_ddf.ddf_compiled_available('cpu'),
     reason='upsample_plugin._C has no DDF kernels; build it with `pip install --no-build-isolation --no-deps -e .`')
 ops = torch.ops.upsample_plugin
-CSRC_INCLUDE = Path(__file__).parents[1] / 'upsample_plugin' / 'ops' / 'csrc' / 'include'
 
 
 def random_inputs(n, c, h, w, k, s=1, dtype=torch.float64, seed=0):
@@ -358,15 +357,7 @@ TORCH_LIBRARY(upsample_plugin_ddf_test, m) {
 @pytest.fixture(scope='module')
 def element_harness(tmp_path_factory):
     """ddf_common.h's per-element functions in a small CPU library (about 10 s to compile)."""
-    from torch.utils.cpp_extension import load
-    build = tmp_path_factory.mktemp('ddf_harness')
-    source = build / 'ddf_elements.cpp'
-    source.write_text(ELEMENT_HARNESS)
-    try:
-        load('upsample_plugin_ddf_elements', sources=[str(source)], extra_include_paths=[str(CSRC_INCLUDE)],
-             extra_cflags=['-O1', '-w'], build_directory=str(build), is_python_module=False)
-    except Exception as err:  # noqa: BLE001 - no compiler on this machine
-        pytest.skip(f'cannot compile the element harness: {err}')
+    compile_element_harness(tmp_path_factory, 'ddf_elements', ELEMENT_HARNESS)
     return torch.ops.upsample_plugin_ddf_test.ddf_elements
 
 

@@ -4,6 +4,7 @@ borders, 1-pixel axes, groups, layouts, dtypes, determinism, torch.library regis
 torch.compile), double backward (routed to the reference), the C++ argument checks and dispatch."""
 import pytest
 import torch
+from upsample_test_utils import compile_element_harness
 
 from upsample_plugin.ops import dlu as dlu_ops
 from upsample_plugin.ops._library_dlu import dlu_compiled_available
@@ -309,7 +310,6 @@ def test_backend_argument():
 
 # ---- the CUDA kernels' per-element functions, compiled for the CPU -------------------------------------------
 
-CSRC_INCLUDE = __import__('pathlib').Path(__file__).parents[1] / 'upsample_plugin' / 'ops' / 'csrc' / 'include'
 
 ELEMENT_HARNESS = r'''
 #include <ATen/ATen.h>
@@ -384,15 +384,7 @@ TORCH_LIBRARY(upsample_plugin_dlu_test, m) {
 @pytest.fixture(scope='module')
 def element_harness(tmp_path_factory):
     """dlu_common.h's per-element functions + the CUDA host steps in a small CPU library (~15 s to compile)."""
-    from torch.utils.cpp_extension import load
-    build = tmp_path_factory.mktemp('dlu_harness')
-    source = build / 'dlu_elements.cpp'
-    source.write_text(ELEMENT_HARNESS)
-    try:
-        load('upsample_plugin_dlu_elements', sources=[str(source)], extra_include_paths=[str(CSRC_INCLUDE)],
-             extra_cflags=['-O1', '-w'], build_directory=str(build), is_python_module=False)
-    except Exception as err:  # noqa: BLE001 - no compiler on this machine
-        pytest.skip(f'cannot compile the element harness: {err}')
+    compile_element_harness(tmp_path_factory, 'dlu_elements', ELEMENT_HARNESS)
     return torch.ops.upsample_plugin_dlu_test.dlu_elements
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from upsample_test_utils import carafe_loop, load_mmcv_carafe
+from upsample_test_utils import carafe_loop, compile_element_harness, load_mmcv_carafe
 
 from upsample_plugin.ops import _library, carafe, carafe_reference
 
@@ -19,7 +19,6 @@ requires_ext = pytest.mark.skipif(
     reason=f'upsample_plugin._C is not built ({_library.load_error()}); build it with '
            f'`pip install --no-build-isolation --no-deps -e .`')
 ops = torch.ops.upsample_plugin
-CSRC_INCLUDE = Path(__file__).parents[1] / 'upsample_plugin' / 'ops' / 'csrc' / 'include'
 
 
 def random_inputs(n, c, h, w, k, g, s, dtype=torch.float64, seed=0):
@@ -352,15 +351,7 @@ TORCH_LIBRARY(upsample_plugin_test, m) {
 @pytest.fixture(scope='module')
 def element_harness(tmp_path_factory):
     """carafe_common.h's per-element functions in a small CPU library (about 10 s to compile)."""
-    from torch.utils.cpp_extension import load
-    build = tmp_path_factory.mktemp('harness')
-    source = build / 'carafe_elements.cpp'
-    source.write_text(ELEMENT_HARNESS)
-    try:
-        load('upsample_plugin_carafe_elements', sources=[str(source)], extra_include_paths=[str(CSRC_INCLUDE)],
-             extra_cflags=['-O1', '-w'], build_directory=str(build), is_python_module=False)
-    except Exception as err:  # noqa: BLE001 - no compiler on this machine
-        pytest.skip(f'cannot compile the element harness: {err}')
+    compile_element_harness(tmp_path_factory, 'carafe_elements', ELEMENT_HARNESS)
     return torch.ops.upsample_plugin_test.carafe_elements
 
 

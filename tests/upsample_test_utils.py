@@ -161,3 +161,24 @@ def with_layout(tensor: torch.Tensor, layout: str) -> torch.Tensor:
 def random_tensor(gen: torch.Generator, shape, dtype=torch.float64) -> torch.Tensor:
     """Standard normal values drawn in float64 (the same values for every dtype, up to rounding)."""
     return torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype)
+
+
+# ---- CPU builds of the CUDA kernels' per-element functions (test_compiled_ops/_dlu/_ddf.py) ----------------------
+
+CSRC_INCLUDE = Path(__file__).parents[1] / 'upsample_plugin' / 'ops' / 'csrc' / 'include'
+
+
+def compile_element_harness(tmp_path_factory, name: str, source: str):
+    """Compile ``source`` (C++ including the ops' ``*_common.h`` headers and registering a ``TORCH_LIBRARY`` of
+    test ops) into a small CPU library, so the HOST_DEVICE bodies of the CUDA kernels run without a GPU.
+    Skips the calling test when no compiler is available. Returns nothing: the ops are under ``torch.ops``."""
+    import pytest
+    from torch.utils.cpp_extension import load
+    build = tmp_path_factory.mktemp(name)
+    path = build / f'{name}.cpp'
+    path.write_text(source)
+    try:
+        load(f'upsample_plugin_{name}', sources=[str(path)], extra_include_paths=[str(CSRC_INCLUDE)],
+             extra_cflags=['-O1', '-w'], build_directory=str(build), is_python_module=False)
+    except Exception as err:  # noqa: BLE001 - no compiler on this machine
+        pytest.skip(f'cannot compile the element harness: {err}')
