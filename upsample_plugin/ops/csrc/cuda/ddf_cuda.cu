@@ -15,18 +15,14 @@
 #include <torch/library.h>
 
 #include "ddf_common.h"
+#include "cuda_launch.h"
 
 namespace upsample_plugin {
 namespace ddf {
 namespace {
 
-constexpr int kThreads = 256;
-
-inline unsigned int blocks_for(int64_t total) {
-  const int64_t max_blocks = int64_t{1} << 16;  // grid-stride loops cover the rest
-  const int64_t blocks = std::min<int64_t>((total + kThreads - 1) / kThreads, max_blocks);
-  return static_cast<unsigned int>(std::max<int64_t>(1, blocks));
-}
+using cuda::blocks_for;
+using cuda::kThreads;
 
 template <typename scalar_t>
 __global__ void forward_kernel(const scalar_t* __restrict__ feat, const scalar_t* __restrict__ chan,

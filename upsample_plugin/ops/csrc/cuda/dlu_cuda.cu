@@ -26,18 +26,14 @@
 #include <torch/library.h>
 
 #include "dlu_common.h"
+#include "cuda_launch.h"
 
 namespace upsample_plugin {
 namespace dlu {
 namespace {
 
-constexpr int kThreads = 256;
-
-inline unsigned int blocks_for(int64_t total) {
-  const int64_t max_blocks = int64_t{1} << 16;
-  const int64_t blocks = std::min<int64_t>((total + kThreads - 1) / kThreads, max_blocks);
-  return static_cast<unsigned int>(std::max<int64_t>(1, blocks));
-}
+using cuda::blocks_for;
+using cuda::kThreads;
 
 #define DLU_GRID_STRIDE_LOOP(idx, total)                                                                 \
   for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < (total);       \
