@@ -24,9 +24,11 @@ namespace upsample_plugin {
 namespace carafe {
 namespace {
 
+using cpu::feature_grad_row;
 using cpu::grain;
 using cpu::load_row;
 using cpu::load_upsampled_row;
+using cpu::reassemble_rows;
 using cpu::row_fma;
 using cpu::store_row;
 
@@ -52,13 +54,7 @@ void forward_kernel(const scalar_t* feat, const scalar_t* mask, scalar_t* out, c
         const int64_t nc = ng * geo.cpg + cc;  // n*C + c
         const scalar_t* fplane = feat + nc * src_plane;
         for (int64_t a = a0; a < a1; ++a) load_upsampled_row(fplane + (y0 + a - r) * geo.w, xbuf.data() + a * uw, geo.w, r, s);
-        for (int64_t i = 0; i < s; ++i) {
-          std::fill(obuf.begin(), obuf.end(), acc_t(0));
-          for (int64_t a = a0; a < a1; ++a)
-            for (int64_t b = 0; b < k; ++b)
-              row_fma(obuf.data(), mbuf.data() + ((a * k + b) * s + i) * ow, xbuf.data() + a * uw + b * s, ow);
-          store_row(obuf.data(), out + nc * plane + (y0 * s + i) * ow, ow);
-        }
+        reassemble_rows(mbuf.data(), xbuf.data(), a0, a1, obuf.data(), out + nc * plane + y0 * s * ow, geo);
       }
     }
   });
@@ -116,22 +112,8 @@ void feature_grad_kernel(const scalar_t* grad, const scalar_t* mask, scalar_t* g
                      mbuf.data() + ((a * k + b) * s + i) * ow, ow);
       for (int64_t cc = 0; cc < geo.cpg; ++cc) {
         const int64_t nc = ng * geo.cpg + cc;
-        std::fill(tbuf.begin(), tbuf.end(), acc_t(0));
-        for (int64_t a = a0; a < a1; ++a) {
-          for (int64_t i = 0; i < s; ++i) {
-            load_row(grad + nc * plane + ((y0 - a + r) * s + i) * ow, dbuf.data(), ow);
-            for (int64_t b = 0; b < k; ++b)
-              row_fma(tbuf.data() + b * s, dbuf.data(), mbuf.data() + ((a * k + b) * s + i) * ow, ow);
-          }
-        }
-        // Output column q read tap b from low-res column q/s + b - r, i.e. from tbuf[q + b*s]: sum each s-block.
-        scalar_t* dst = grad_feat + nc * src_plane + y0 * geo.w;
-        const acc_t* t = tbuf.data() + r * s;
-        for (int64_t x = 0; x < geo.w; ++x) {
-          acc_t v = acc_t(0);
-          for (int64_t j = 0; j < s; ++j) v += t[x * s + j];
-          dst[x] = static_cast<scalar_t>(v);
-        }
+        feature_grad_row(grad + nc * plane, mbuf.data(), y0, a0, a1, tbuf.data(), dbuf.data(),
+                         grad_feat + nc * src_plane + y0 * geo.w, geo);
       }
     }
   });

@@ -36,9 +36,11 @@ namespace {
 // dK' chunk budget (acc_t values): 1M = 4 MB in float32.
 constexpr int64_t kChunkElements = int64_t{1} << 20;
 
+using cpu::feature_grad_row;
 using cpu::grain;
 using cpu::load_row;
 using cpu::load_upsampled_row;
+using cpu::reassemble_rows;
 using cpu::row_fma;
 using cpu::store_row;
 
@@ -77,13 +79,7 @@ void forward_kernel(const scalar_t* feat, const scalar_t* ks, const scalar_t* of
         const int64_t nc = ng * geo.cpg + cc;
         const scalar_t* fplane = feat + nc * src_plane;
         for (int64_t a = a0; a < a1; ++a) load_upsampled_row(fplane + (y0 + a - r) * geo.w, xbuf.data() + a * uw, geo.w, r, s);
-        for (int64_t i = 0; i < s; ++i) {
-          std::fill(obuf.begin(), obuf.end(), acc_t(0));
-          for (int64_t a = a0; a < a1; ++a)
-            for (int64_t b = 0; b < k; ++b)
-              row_fma(obuf.data(), kbuf.data() + ((a * k + b) * s + i) * ow, xbuf.data() + a * uw + b * s, ow);
-          store_row(obuf.data(), out + nc * plane + (y0 * s + i) * ow, ow);
-        }
+        reassemble_rows(kbuf.data(), xbuf.data(), a0, a1, obuf.data(), out + nc * plane + y0 * s * ow, geo);
       }
     }
   });
@@ -109,21 +105,8 @@ void feature_grad_kernel(const scalar_t* grad, const scalar_t* ks, const scalar_
         sample_rows<scalar_t, acc_t>(ks_ng, off_n, g, (y0 - a + r) * s, a, a + 1, kbuf.data(), geo);
       for (int64_t cc = 0; cc < geo.cpg; ++cc) {
         const int64_t nc = ng * geo.cpg + cc;
-        std::fill(tbuf.begin(), tbuf.end(), acc_t(0));
-        for (int64_t a = a0; a < a1; ++a) {
-          for (int64_t i = 0; i < s; ++i) {
-            load_row(grad + nc * plane + ((y0 - a + r) * s + i) * ow, dbuf.data(), ow);
-            for (int64_t b = 0; b < k; ++b)
-              row_fma(tbuf.data() + b * s, dbuf.data(), kbuf.data() + ((a * k + b) * s + i) * ow, ow);
-          }
-        }
-        scalar_t* dst = grad_feat + nc * src_plane + y0 * geo.w;
-        const acc_t* t = tbuf.data() + r * s;
-        for (int64_t x = 0; x < geo.w; ++x) {
-          acc_t v = acc_t(0);
-          for (int64_t j = 0; j < s; ++j) v += t[x * s + j];
-          dst[x] = static_cast<scalar_t>(v);
-        }
+        feature_grad_row(grad + nc * plane, kbuf.data(), y0, a0, a1, tbuf.data(), dbuf.data(),
+                         grad_feat + nc * src_plane + y0 * geo.w, geo);
       }
     }
   });
