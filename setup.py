@@ -58,7 +58,9 @@ def extensions_and_cmdclass():
                           f'installing without them, the pure-PyTorch ops will be used')
 
     std = _std_flag(torch.__version__)
-    cxx_flags = ['-O3', std, '-fopenmp']  # at::parallel_for is OpenMP in torch's CPU builds
+    # at::parallel_for is OpenMP in torch's CPU builds. -ffp-contract=off: the kernels' rounding-sensitive
+    # arithmetic (include/common.h: mul_rn, sub_rn) must not be fused into FMAs by a -march=... build.
+    cxx_flags = ['-O3', std, '-fopenmp', '-ffp-contract=off']
     if std == '-std=c++17':
         cxx_flags.append('-Wno-c++20-extensions')  # torch 2.13 headers use a C++20 nicety gcc accepts as C++17
     sources = [str(CSRC / 'ops.cpp')] + sorted(str(p) for p in (CSRC / 'cpu').glob('*.cpp'))
@@ -95,8 +97,9 @@ setup(
     python_requires='>=3.8',
     packages=find_packages(include=['upsample_plugin', 'upsample_plugin.*']),
     package_data={'upsample_plugin.ops': ['csrc/*.cpp', 'csrc/include/*.h', 'csrc/cpu/*.cpp', 'csrc/cuda/*.cu']},
-    install_requires=['torch>=2.1', 'mmengine>=0.10'],
-    extras_require={'mm': ['mmcv==2.1.0', 'mmdet==3.3.0', 'mmsegmentation==1.2.2']},
+    # The core (upsamplers, ops, build_upsampler) needs torch only; the mm registration and integration need 'mm'.
+    install_requires=['torch>=2.1'],
+    extras_require={'mm': ['mmengine>=0.10', 'mmcv==2.1.0', 'mmdet==3.3.0', 'mmsegmentation==1.2.2']},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
 )

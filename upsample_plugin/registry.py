@@ -6,6 +6,9 @@ the default scope is), and the scoped registries of mmdet and mmseg fall back to
 serves ``build_upsample_layer``, ``MODELS.build`` in any scope and ``custom_imports`` in any mm config.
 
 ``UPSAMPLE_LAYERS`` is the mmcv-1.x name of that registry, kept so old code reads naturally.
+
+mmengine is optional: without it (plain PyTorch, other detection frameworks) the upsamplers are kept in the
+plugin's own table only, :func:`build_upsampler` builds them from it, and ``UPSAMPLE_LAYERS`` is ``None``.
 """
 from __future__ import annotations
 
@@ -15,9 +18,13 @@ import warnings
 from typing import Any, Dict, Mapping, Optional, Type, Union
 
 import torch.nn as nn
-from mmengine.registry import MODELS
 
 from .ops._checks import check_int
+
+try:
+    from mmengine.registry import MODELS
+except ImportError:  # torch-only install: the plugin's own table (_PLUGIN_UPSAMPLERS) is the registry
+    MODELS = None
 
 UPSAMPLE_LAYERS = MODELS
 
@@ -31,7 +38,8 @@ _BUILDER_ALIASES = {'carafe': 'portable_carafe'}
 
 
 def register_upsampler(name: str):
-    """Class decorator: register an upsampler under ``name`` in mmengine's root ``MODELS``.
+    """Class decorator: register an upsampler under ``name`` in mmengine's root ``MODELS`` (when mmengine is
+    installed) and in the plugin's table that :func:`build_upsampler` reads.
 
     A name already registered by another package is left to that package (mmengine would refuse to
     overwrite it anyway): the plugin warns once and keeps its class reachable through
@@ -40,6 +48,8 @@ def register_upsampler(name: str):
 
     def decorator(cls: Type[nn.Module]) -> Type[nn.Module]:
         _PLUGIN_UPSAMPLERS[name] = cls
+        if MODELS is None:
+            return cls
         existing = MODELS.module_dict.get(name)
         if existing is None:
             MODELS.register_module(name=name, module=cls)
@@ -75,7 +85,7 @@ def _resolve_type(layer_type: Union[str, type]) -> type:
     name = _BUILDER_ALIASES.get(layer_type, layer_type)
     if name in _PLUGIN_UPSAMPLERS:
         return _PLUGIN_UPSAMPLERS[name]
-    cls = MODELS.get(name)
+    cls = MODELS.get(name) if MODELS is not None else None
     if cls is None:
         known = sorted(set(_PLUGIN_UPSAMPLERS) | set(_BUILDER_ALIASES) | {'nearest', 'bilinear', 'deconv',
                                                                          'pixel_shuffle'})
@@ -128,7 +138,11 @@ def build_upsampler(cfg: Optional[Mapping[str, Any]], in_channels: int, scale_fa
         kwargs.setdefault('output_padding', stride - 1 - (kernel_size - 1) + 2 * kwargs['padding'])
         return nn.ConvTranspose2d(in_channels, kwargs.pop('out_channels', in_channels), **kwargs)
     if layer_type == 'pixel_shuffle':
-        from mmcv.cnn.bricks.upsample import PixelShufflePack
+        try:
+            from mmcv.cnn.bricks.upsample import PixelShufflePack
+        except ImportError as err:
+            raise ImportError(f'upsample_cfg type "pixel_shuffle" is mmcv\'s PixelShufflePack; install mmcv to use it '
+                              f'({err})') from err
         kwargs.setdefault('upsample_kernel', 3)
         return PixelShufflePack(in_channels, kwargs.pop('out_channels', in_channels),
                                 kwargs.pop('scale_factor', scale_factor), **kwargs)

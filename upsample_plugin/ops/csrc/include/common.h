@@ -15,7 +15,61 @@
 #define HOST_DEVICE inline
 #endif
 
+// Device code paths of the shared per-element functions: nvcc's device pass, or the CPU emulation of the CUDA
+// kernels in the tests (tests/cuda_emulation.h), which compiles the .cu files as C++ and must run what a GPU runs.
+#if defined(__CUDA_ARCH__) || defined(UPSAMPLE_PLUGIN_EMULATE_CUDA)
+#define UPSAMPLE_PLUGIN_DEVICE_CODE 1
+#endif
+
 namespace upsample_plugin {
+
+// Separately rounded arithmetic that no compiler contracts into a fused multiply-add. Where a value decides a
+// discrete choice (DLU's bilinear cell at an integer sample position), `a * b - c` must round like the
+// references, which round every operation: nvcc contracts it into one FMA by default (--fmad=true), and a 1-ulp
+// different position picks the neighbouring cell. Device: CUDA's _rn intrinsics, which nvcc never contracts.
+// Host: plain operators; setup.py compiles the CPU kernels with -ffp-contract=off.
+HOST_DEVICE float mul_rn(float a, float b) {
+#if defined(UPSAMPLE_PLUGIN_DEVICE_CODE)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+HOST_DEVICE double mul_rn(double a, double b) {
+#if defined(UPSAMPLE_PLUGIN_DEVICE_CODE)
+  return __dmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+HOST_DEVICE float sub_rn(float a, float b) {
+#if defined(UPSAMPLE_PLUGIN_DEVICE_CODE)
+  return __fsub_rn(a, b);
+#else
+  return a - b;
+#endif
+}
+HOST_DEVICE double sub_rn(double a, double b) {
+#if defined(UPSAMPLE_PLUGIN_DEVICE_CODE)
+  return __dsub_rn(a, b);
+#else
+  return a - b;
+#endif
+}
+HOST_DEVICE float add_rn(float a, float b) {
+#if defined(UPSAMPLE_PLUGIN_DEVICE_CODE)
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+HOST_DEVICE double add_rn(double a, double b) {
+#if defined(UPSAMPLE_PLUGIN_DEVICE_CODE)
+  return __dadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
 
 // The dtypes every kernel accepts (AT_DISPATCH_FLOATING_TYPES_AND2(Half, BFloat16, ...)).
 inline bool is_kernel_dtype(at::ScalarType t) {

@@ -39,12 +39,15 @@ using carafe::tap_end;
 // Index position of `pos` (low-res pixels) along an axis of `size` pixels, clamped to [0, size-1]; *grad is
 // d(result)/d(pos): 1 inside, 0 where clamping is active, borders included (grid_sample's convention). The
 // arithmetic is the reference's: grid = pos * (2/(size-1)) - 1, index = (grid + 1) * ((size-1)/2); a 1-pixel
-// axis uses scale 0 (every position maps to the only pixel). NaN maps to 0.
+// axis uses scale 0 (every position maps to the only pixel). NaN maps to 0. Every operation is rounded on its
+// own (mul_rn, sub_rn, add_rn): at integer positions (zero offsets, DLU's initial state) index sits on a
+// bilinear kink, and an FMA-contracted pos * scale - 1 lands 1 ulp to the other side of it, so the offset
+// gradient would take the neighbouring cell's slope (up to 4 apart for random kernel spaces).
 template <typename acc_t>
 HOST_DEVICE acc_t axis_position(acc_t pos, int64_t size, acc_t* grad) {
   const acc_t scale = size > 1 ? static_cast<acc_t>(2.0 / static_cast<double>(size - 1)) : acc_t(0);
   const acc_t half = static_cast<acc_t>(size - 1) / acc_t(2);
-  const acc_t index = (pos * scale - acc_t(1) + acc_t(1)) * half;
+  const acc_t index = mul_rn(add_rn(sub_rn(mul_rn(pos, scale), acc_t(1)), acc_t(1)), half);
   const acc_t hi = static_cast<acc_t>(size - 1);
   if (!(index > acc_t(0))) {
     *grad = acc_t(0);
@@ -66,24 +69,40 @@ struct Sample {
   acc_t gy, gx;                // clamp gradients (0 or 1)
 };
 
-// off: offsets + n*G*2*s*s*H*W. Corners beyond the last row/column (weight exactly 0) are clamped onto it.
+// The clamped index position (x, y) of output pixel (p, q), group g, and its clamp gradients (gx, gy).
+// off: offsets + n*G*2*s*s*H*W.
 template <typename scalar_t, typename acc_t>
-HOST_DEVICE Sample<acc_t> sample_point(const scalar_t* off, int64_t g, int64_t p, int64_t q, const Geometry& geo) {
+HOST_DEVICE void sample_position(const scalar_t* off, int64_t g, int64_t p, int64_t q, const Geometry& geo, acc_t* x,
+                                 acc_t* y, acc_t* gx, acc_t* gy) {
   const int64_t h = p / geo.s, w = q / geo.s, sub = (p % geo.s) * geo.s + q % geo.s;
   const int64_t plane = geo.h * geo.w, pix = h * geo.w + w;
   const acc_t dx = static_cast<acc_t>(off[((g * 2) * geo.ss + sub) * plane + pix]);
   const acc_t dy = static_cast<acc_t>(off[((g * 2 + 1) * geo.ss + sub) * plane + pix]);
-  Sample<acc_t> sp;
-  const acc_t x = axis_position<acc_t>(static_cast<acc_t>(w) + dx, geo.w, &sp.gx);
-  const acc_t y = axis_position<acc_t>(static_cast<acc_t>(h) + dy, geo.h, &sp.gy);
-  const int64_t x0 = static_cast<int64_t>(x), y0 = static_cast<int64_t>(y);  // x, y >= 0: truncation = floor
+  *x = axis_position<acc_t>(static_cast<acc_t>(w) + dx, geo.w, gx);
+  *y = axis_position<acc_t>(static_cast<acc_t>(h) + dy, geo.h, gy);
+}
+
+// The sample at position (x, y) interpolated in the cell whose top-left corner is (y0, x0). Corners beyond the
+// last row/column (weight exactly 0) are clamped onto it.
+template <typename acc_t>
+HOST_DEVICE void set_cell(Sample<acc_t>* sp, acc_t x, acc_t y, int64_t x0, int64_t y0, const Geometry& geo) {
   const int64_t x1 = x0 + 1 < geo.w ? x0 + 1 : x0, y1 = y0 + 1 < geo.h ? y0 + 1 : y0;
-  sp.wx = x - static_cast<acc_t>(x0);
-  sp.wy = y - static_cast<acc_t>(y0);
-  sp.i00 = y0 * geo.w + x0;
-  sp.i01 = y0 * geo.w + x1;
-  sp.i10 = y1 * geo.w + x0;
-  sp.i11 = y1 * geo.w + x1;
+  sp->wx = x - static_cast<acc_t>(x0);
+  sp->wy = y - static_cast<acc_t>(y0);
+  sp->i00 = y0 * geo.w + x0;
+  sp->i01 = y0 * geo.w + x1;
+  sp->i10 = y1 * geo.w + x0;
+  sp->i11 = y1 * geo.w + x1;
+}
+
+// off: offsets + n*G*2*s*s*H*W.
+template <typename scalar_t, typename acc_t>
+HOST_DEVICE Sample<acc_t> sample_point(const scalar_t* off, int64_t g, int64_t p, int64_t q, const Geometry& geo) {
+  Sample<acc_t> sp;
+  acc_t x, y;
+  sample_position<scalar_t, acc_t>(off, g, p, q, geo, &x, &y, &sp.gx, &sp.gy);
+  // x, y >= 0: truncation = floor
+  set_cell<acc_t>(&sp, x, y, static_cast<int64_t>(x), static_cast<int64_t>(y), geo);
   return sp;
 }
 
@@ -96,7 +115,7 @@ HOST_DEVICE acc_t sample_tap(const scalar_t* ks, const Sample<acc_t>& sp) {
   // grid_sample's CPU expression and order (nw, ne, sw, se). On the host the sum is written as the fused
   // multiply-adds that gcc contracts ATen's AVX2 grid_sample into, so that K' matches the reference bit for bit
   // there (the reference is the ground truth of the tests; this only removes ulp-level differences).
-#if defined(__CUDA_ARCH__)
+#if defined(UPSAMPLE_PLUGIN_DEVICE_CODE)
   return v00 * (ey * ex) + v01 * (ey * sp.wx) + v10 * (sp.wy * ex) + v11 * (sp.wy * sp.wx);
 #else
   return std::fma(v11, sp.wy * sp.wx, std::fma(v10, sp.wy * ex, std::fma(v01, ey * sp.wx, v00 * (ey * ex))));
@@ -200,7 +219,12 @@ HOST_DEVICE acc_t kernel_space_grad_element(const dk_t* dkp, const scalar_t* off
       const int64_t cell = cy * geo.w + cx;
       for (int64_t i = start[cell]; i < start[cell + 1]; ++i) {
         const int64_t pix = order[i] - pix_base;
-        const Sample<acc_t> sp = sample_point<scalar_t, acc_t>(off, g, pix / geo.ow, pix % geo.ow, geo);
+        // The cell is the bucket's (the sorted key), not a recomputed floor: a kernel that rounded the position
+        // differently would otherwise drop the pixel's weights (its corners would match no target here).
+        Sample<acc_t> sp;
+        acc_t x, y;
+        sample_position<scalar_t, acc_t>(off, g, pix / geo.ow, pix % geo.ow, geo, &x, &y, &sp.gx, &sp.gy);
+        set_cell<acc_t>(&sp, x, y, cx, cy, geo);
         const acc_t ex = acc_t(1) - sp.wx, ey = acc_t(1) - sp.wy;
         acc_t weight = acc_t(0);
         if (sp.i00 == target) weight += ey * ex;
