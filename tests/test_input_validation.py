@@ -718,9 +718,9 @@ def test_op_non_finite_filters_propagate(backend, value):
 @pytest.mark.parametrize('backend', compiled_backends())
 @given(data=st.data())
 def test_dlu_non_finite_offset_poisons_its_output_pixel(backend, data):
-    """A NaN/Inf offset is clamped onto the map by the kernel sampling (grid_sample's border padding in the
-    reference, the same clamp in the fused kernel); both then make that output pixel non-finite, in the offset's
-    group only, instead of returning a kernel sampled at the border."""
+    """A NaN/Inf offset would be clamped onto the map by the kernel sampling (grid_sample's border padding in
+    the reference, the same clamp in the fused kernel); both backends make that output pixel non-finite instead
+    (NaN marker, upsample_plugin.ops.sampling), in the offset's group only, not a kernel sampled at the border."""
     s = data.draw(st.integers(1, 3), label='s')
     h, w = data.draw(st.integers(1, 4), label='h'), data.draw(st.integers(1, 4), label='w')
     group, xy = data.draw(st.integers(0, 1), label='group'), data.draw(st.integers(0, 1), label='xy')

@@ -13,8 +13,8 @@ from mmengine.registry import MODELS, DefaultScope
 from upsample_test_utils import count_parameters
 
 import upsample_plugin
-from upsample_plugin import (FADE, LDA_AQU, SAPA, CARAFEPack, DDFUpPack, DLUPack, DySample, FADELite,
-                             SAPADeform, build_upsampler, register_upsampler)
+from upsample_plugin import (FADE, FRFU, LDA_AQU, SAPA, CARAFEPack, DDFUpPack, DLUPack, DySample, FADELite,
+                             FreqFusion, SAPADeform, build_upsampler, register_upsampler)
 
 # Every plugin type with the constructor arguments a config gives it (official argument names).
 PLUGIN_TYPES = {
@@ -27,6 +27,8 @@ PLUGIN_TYPES = {
     'fade_lite': (FADELite, dict(in_channels_en=32, in_channels_de=32, scale=2)),
     'sapa': (SAPA, dict(dim_y=32, dim_x=32, up_factor=2)),
     'sapadeform': (SAPADeform, dict(dim_y=32, dim_x=32, up_factor=2)),
+    'freqfusion': (FreqFusion, dict(hr_channels=32, lr_channels=32, compressed_channels=8)),
+    'frfu': (FRFU, dict(in_channels=32, scale_factor=2)),
 }
 
 

@@ -17,13 +17,14 @@ import importlib.util
 from . import ops
 from .ops._checks import check_finite, check_finite_enabled, set_check_finite
 from .registry import UPSAMPLE_LAYERS, UnknownUpsamplerError, build_upsampler, plugin_upsamplers, register_upsampler
-from .upsamplers import (FADE, LDA_AQU, SAPA, CARAFEPack, DDFUpPack, DLUPack, DySample, FADELite, SAPADeform,
-                         Upsampler)
+from .upsamplers import (FADE, FRFU, LDA_AQU, SAPA, CARAFEPack, DDFUpPack, DLUPack, DySample, FADELite, FreqFusion,
+                         SAPADeform, Upsampler)
 
 if all(importlib.util.find_spec(name) is not None for name in ('mmengine', 'mmcv')):
     from . import models  # mm integration (necks, heads); registers into mmdet/mmseg when they are installed
 
 __version__ = '0.1.0'
 __all__ = ['ops', 'UPSAMPLE_LAYERS', 'build_upsampler', 'register_upsampler', 'plugin_upsamplers', 'Upsampler',
-           'CARAFEPack', 'DDFUpPack', 'DLUPack', 'DySample', 'FADE', 'FADELite', 'LDA_AQU', 'SAPA', 'SAPADeform',
-           'UnknownUpsamplerError', 'check_finite', 'check_finite_enabled', 'set_check_finite', '__version__']
+           'CARAFEPack', 'DDFUpPack', 'DLUPack', 'DySample', 'FADE', 'FADELite', 'FreqFusion', 'FRFU', 'LDA_AQU',
+           'SAPA', 'SAPADeform', 'UnknownUpsamplerError', 'check_finite', 'check_finite_enabled', 'set_check_finite',
+           '__version__']

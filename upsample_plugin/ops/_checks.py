@@ -190,14 +190,3 @@ def check_all_finite(name: str, tensor) -> None:
                      f'values (shape {tuple(tensor.shape)}, first at index {first}); {name} must be finite '
                      f'while the finite check is on (upsample_plugin.check_finite / {CHECK_FINITE_ENV})')
 
-
-def nonfinite_marker(coordinates: torch.Tensor, dim: int) -> torch.Tensor:
-    """``(coordinates * 0).sum(dim)``: 0 where every component along ``dim`` is finite, NaN where one is NaN or
-    Inf (``0 * inf`` is NaN). Adding it to values sampled at these coordinates changes nothing (bit for bit)
-    except that a sample taken at a non-finite position becomes NaN.
-
-    Why: ``grid_sample`` with ``padding_mode='border'`` (or ``'reflection'``) clamps a NaN or Inf coordinate
-    onto the map and returns a finite sample of some border pixel (the DLU kernel does the same); the NaN
-    policy (docs/input_validation.md) wants the NaN in the output instead of that finite garbage.
-    """
-    return (coordinates * 0).sum(dim)

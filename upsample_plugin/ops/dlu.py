@@ -24,13 +24,13 @@ Layouts (G = ``group_size``, s = ``scale_factor``, k = ``kernel_size``):
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from . import _library
 from ._checks import (auto_uses_reference, check_4d, check_all_finite, check_int, check_odd_kernel,
-                      check_same_device_dtype, compute_dtype, nonfinite_marker)
+                      check_same_device_dtype, compute_dtype)
 from ._library_dlu import dlu_compiled_available
 from .carafe import carafe
+from .sampling import finite_points, grid_sample, mark_nonfinite_
 
 BACKENDS = ('auto', 'compiled', 'reference')
 
@@ -77,7 +77,11 @@ def dlu_expand_kernels(kernel_space: torch.Tensor, offsets: torch.Tensor, scale_
     device and normalised with a guarded ``2 / (size - 1)``: a 1-pixel axis maps every position to its only
     pixel (exactly what clamping gives) instead of dividing by zero (spec quirks 2, 3, 5). Computed in float32
     for half-precision inputs, in the input dtype otherwise. Unchecked: see :func:`dlu_reassemble`.
-    """
+
+    A NaN/Inf offset gives that pixel and group a NaN kernel (border padding would clamp it onto the map) and
+    the backward finishes (CPU ``grid_sample``'s segfaults on a NaN point, pytorch/pytorch#24823):
+    :func:`upsample_plugin.ops.sampling.grid_sample`.
+        """
     n, channels, height, width = kernel_space.shape
     s, groups = scale_factor, group_size
     dtype = compute_dtype(kernel_space.dtype)
@@ -96,11 +100,8 @@ def dlu_expand_kernels(kernel_space: torch.Tensor, offsets: torch.Tensor, scale_
     y_scale = 2.0 / (height - 1) if height > 1 else 0.0
     grid = torch.stack((x * x_scale - 1, y * y_scale - 1), dim=-1)  # (N*G, sH, sW, 2), last dim (x, y)
     taps = channels // groups
-    kernels = F.grid_sample(kernel_space.to(dtype).reshape(n * groups, taps, height, width), grid,
-                            mode='bilinear', padding_mode='border', align_corners=True)
-    # Border padding clamps a NaN/Inf position onto the map: make that pixel's kernel NaN instead (NaN policy).
-    # In place and detached (grid_sample's backward does not need its output; the marker's derivative is 0).
-    kernels.add_(nonfinite_marker(shift.detach(), 1).unsqueeze(1))
+    kernels = grid_sample(kernel_space.to(dtype).reshape(n * groups, taps, height, width), grid,
+                          mode='bilinear', padding_mode='border', align_corners=True)
     return kernels.reshape(n, channels, s * height, s * width)
 
 
@@ -144,7 +145,9 @@ def dlu_reassemble(features: torch.Tensor, kernel_space: torch.Tensor, offsets: 
     Returns:
         (N, C, s*H, s*W) in ``features.dtype`` (float16/bfloat16 computed in float32). Any H, W >= 1.
         Both backends support first and second order gradients; the compiled op's second order runs through
-        the reference (see ``ops/_library_dlu.py``).
+        the reference (see ``ops/_library_dlu.py``). A NaN/Inf offset makes its output pixel NaN in its group
+        (not a kernel clamped to the border) and sends no gradient through that sample point; the backward
+        finishes on both backends (:mod:`upsample_plugin.ops.sampling`, pytorch/pytorch#24823).
     """
     _check_dlu_args(features, kernel_space, offsets, kernel_size, group_size, scale_factor)
     if backend == 'auto':
@@ -161,13 +164,13 @@ def dlu_reassemble(features: torch.Tensor, kernel_space: torch.Tensor, offsets: 
                                f'{features.device.type} tensors (loaded: {_library.compiled_available()})')
         out = torch.ops.upsample_plugin.dlu_forward(features, kernel_space, offsets, kernel_size, group_size,
                                                     scale_factor)
-        # The fused kernel clamps a NaN/Inf position onto the map, as the reference's grid_sample does; both
-        # then put the NaN back into the pixels of that position (NaN policy, docs/input_validation.md).
-        # In place and detached: no second output-sized tensor, no gradient work (the marker's derivative is 0).
+        # The fused kernel maps a NaN/Inf position onto the map itself (dlu_common.h axis_position: no NaN
+        # index, so no crash); the NaN marker then makes the pixels of that position and group NaN, with no
+        # gradient through them, as the reference's grid_sample does (NaN policy, docs/input_validation.md).
         n, c, out_h, out_w = out.shape
-        marker = nonfinite_marker(_shuffle_offsets(offsets.detach(), group_size, scale_factor), 1)
+        finite = finite_points(_shuffle_offsets(offsets, group_size, scale_factor), 1)  # (N*G, sH, sW)
         # unflatten only splits the channel dimension: always a view, whatever the output's strides.
-        out.unflatten(1, (group_size, c // group_size)).add_(marker.view(n, group_size, 1, out_h, out_w))
+        mark_nonfinite_(out.unflatten(1, (group_size, c // group_size)), finite.view(n, group_size, 1, out_h, out_w))
         return out
     if backend != 'reference':
         raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}')

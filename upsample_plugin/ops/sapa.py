@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from ._checks import (check_4d, check_all_finite, check_int, check_odd_kernel, check_same_device_dtype, compute_dtype,
                       einsum_in_dtype)
+from .sampling import grid_sample
 
 
 def check_sapa_similarity_args(query, key, kernel_size, scale_factor) -> None:
@@ -147,7 +148,8 @@ def sapa_deform_sample(features: torch.Tensor, offset: torch.Tensor, num_point: 
     Point ``m = g*P + p`` of output pixel (i, j) sits at low-res index coordinates
     ``(i//s + offset[:, 2m + 1, i, j], j//s + offset[:, 2m, i, j])`` (row, column): no base grid (spec quirk 5).
     Corners outside the map read 0, and a point outside (-1, H) x (-1, W) is 0 altogether (as the official
-    kernels, which also give it no gradient).
+    kernels, which also give it no gradient). A point with a NaN/Inf offset samples NaN (0 would hide it) and
+    the backward finishes: :func:`upsample_plugin.ops.sampling.grid_sample` (pytorch/pytorch#24823).
     """
     n, channels, height, width = features.shape
     out_h, out_w = height * scale_factor, width * scale_factor
@@ -162,9 +164,10 @@ def sapa_deform_sample(features: torch.Tensor, offset: torch.Tensor, num_point: 
     # align_corners=True would collapse every coordinate to the single pixel. Zero padding = zero corners.
     grid = torch.stack(((2 * cols + 1) / width - 1, (2 * rows + 1) / height - 1), dim=-1)
     grid = grid.reshape(n * groups, num_point * out_h, out_w, 2)
-    samples = F.grid_sample(features.to(dtype).reshape(n * groups, channels // groups, height, width), grid,
-                            mode='bilinear', padding_mode='zeros', align_corners=False)
+    samples = grid_sample(features.to(dtype).reshape(n * groups, channels // groups, height, width), grid,
+                          mode='bilinear', padding_mode='zeros', align_corners=False)
     samples = samples.view(n, groups, channels // groups, num_point, out_h, out_w)
+    # A NaN/Inf point is not `inside` (comparisons with NaN are False): 0 * NaN keeps its sample NaN.
     return samples * inside.unsqueeze(2)
 
 

@@ -13,8 +13,10 @@ which changes float32/float64 outputs:
   mmdet/mmseg integration copies), spec quirk 2;
 * ``scope_bias=True`` rebuilds the integration copies' biased ``scope`` conv, so their checkpoints load too
   (spec quirk 1; HEAD has no bias);
-* a NaN/Inf sampling position gives a NaN sample: the official ``grid_sample(padding_mode='border')`` clamps it
-  onto the map and returns a finite border pixel (NaN policy, docs/input_validation.md).
+* a NaN/Inf sampling position gives a NaN sample and the backward finishes: the official
+  ``grid_sample(padding_mode='border')`` clamps the point onto the map and returns a finite border pixel, and
+  its CPU backward segfaults on a NaN point (pytorch/pytorch#24823). Sampling goes through
+  :func:`upsample_plugin.ops.sampling.grid_sample` (NaN policy, docs/input_validation.md).
 """
 from __future__ import annotations
 
@@ -22,9 +24,9 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from ..ops._checks import check_int, nonfinite_marker, resolve_scale_alias
+from ..ops._checks import check_int, resolve_scale_alias
+from ..ops.sampling import grid_sample
 from ..registry import register_upsampler
 from ._shuffle import pixel_shuffle, pixel_unshuffle
 from .base import Upsampler
@@ -111,7 +113,11 @@ class DySample(Upsampler):
         return pixel_unshuffle(self.offset(x_high), self.scale) * 0.25 + self.init_pos
 
     def sample(self, x: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
-        """Bilinearly sample ``x`` at (pixel centre + offset); ``align_corners=False``, border padding."""
+        """Bilinearly sample ``x`` at (pixel centre + offset); ``align_corners=False``, border padding.
+
+        A NaN/Inf offset gives NaN samples at its points, and the backward finishes
+        (:func:`upsample_plugin.ops.sampling.grid_sample`, pytorch/pytorch#24823).
+        """
         n, _, height, width = offset.shape
         s, groups = self.scale, self.groups
         # Coordinates need float32 at least: fp16 has ~0.06-pixel steps at x=128.
@@ -129,11 +135,7 @@ class DySample(Upsampler):
         grid = grid.view(n, 2, groups, s, s, height, width).permute(0, 2, 5, 3, 6, 4, 1)
         grid = grid.reshape(n * groups, s * height, s * width, 2)
         features = x.to(dtype).reshape(n * groups, self.in_channels // groups, height, width)
-        out = F.grid_sample(features, grid, mode='bilinear', padding_mode='border', align_corners=False)
-        # Border padding clamps a NaN/Inf point onto the map (a finite sample): make it NaN (NaN policy,
-        # docs/input_validation.md). In place and detached: grid_sample's backward does not need its output,
-        # and the marker's derivative is 0.
-        out.add_(nonfinite_marker(grid.detach(), -1).unsqueeze(1))
+        out = grid_sample(features, grid, mode='bilinear', padding_mode='border', align_corners=False)
         return out.view(n, self.in_channels, s * height, s * width).to(x.dtype)
 
     def forward(self, x: torch.Tensor, guide: torch.Tensor = None) -> torch.Tensor:

@@ -19,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..ops._checks import check_int, check_odd_kernel
+from ..ops.sampling import grid_sample
 from ..registry import register_upsampler
 from .base import Upsampler
 
@@ -98,7 +99,10 @@ class LDA_AQU(Upsampler):  # noqa: N801 (official class name, kept for checkpoin
       official module cannot upsample a 1-pixel map; this one can;
     * when the output has a single row (or column) (only for a 1-pixel input at ``scale_factor=1``) the official
       normalisation divides by ``H_out - 1 = 0``; here the divisor is 1, which is exact because a 1-pixel
-      input maps every coordinate to 0 anyway.
+      input maps every coordinate to 0 anyway;
+    * keys and values are sampled with :func:`upsample_plugin.ops.sampling.grid_sample`: a NaN/Inf point
+      (from a NaN/Inf input) samples NaN, as zero-padded ``grid_sample`` does, but never reaches the kernel as
+      a coordinate, so the CPU backward cannot crash on it (pytorch/pytorch#24823), and it sends no gradient.
 
     Kept on purpose, documented here:
 
@@ -253,12 +257,13 @@ class LDA_AQU(Upsampler):  # noqa: N801 (official class name, kept for checkpoin
 
     def sample(self, feat: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
         """Bilinear, zero-padded samples of the low-res (N, Cf, H, W) ``feat`` at the k_u^2 points of every output
-        pixel: (N, Cf, k_u^2, sH, sW). Group g's channels [g*Cf/G, (g+1)*Cf/G) use group g's points."""
+        pixel: (N, Cf, k_u^2, sH, sW). Group g's channels [g*Cf/G, (g+1)*Cf/G) use group g's points; a NaN/Inf
+        point samples NaN (NaN-safe sampling, :mod:`upsample_plugin.ops.sampling`)."""
         n, channels, height, width = feat.shape
         taps = self.k_u * self.k_u
         out_h, out_w = grid.shape[1] // taps, grid.shape[2]
         feat = feat.to(grid.dtype).reshape(n * self.n_groups, channels // self.n_groups, height, width)
-        out = F.grid_sample(feat, grid, mode='bilinear', padding_mode='zeros', align_corners=True)
+        out = grid_sample(feat, grid, mode='bilinear', padding_mode='zeros', align_corners=True)
         # (N*G, Cf/G, K*sH, sW) -> (N, Cf, K, sH, sW): channel g*Cf/G + c, the official "(g c)" order.
         return out.view(n, channels, taps, out_h, out_w)
 
