@@ -6,7 +6,9 @@ Every upsampler returns exactly ``s`` times its input, but feature pyramids do n
 * unguided: upsample, then fit the result to the lateral (top-left crop, mmdet ``slice_as`` semantics; a
   result smaller than the lateral, which rounding-up backbones never give, is replicate-padded);
 * guided (FADE, SAPA): the guide must be exactly ``s`` times the input, so the guide is fitted to that size
-  first (replicate-padded or cropped), and the result is fitted back to the guide's size.
+  first (replicate-padded or cropped), and the result is fitted back to the guide's size;
+* fusing (FreqFusion, ``replaces_lateral = True``): the same, but the upsampler's ``fuse`` returns the whole
+  fused map that replaces the finer lateral (:func:`fuse_to`).
 
 This module imports neither mmdet nor mmseg: the necks of both use it.
 """
@@ -58,6 +60,28 @@ def fit_to_size(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return x
 
 
+def replaces_lateral(upsampler: nn.Module) -> bool:
+    """Whether ``upsampler`` fuses rather than upsamples: its ``fuse(x, guide)`` returns the map that replaces the
+    finer lateral (FreqFusion: the AHPF-sharpened lateral plus the upsampled map, the official FPN sum)."""
+    return bool(getattr(upsampler, 'replaces_lateral', False))
+
+
+def _fitted_guide(upsampler: nn.Module, x: torch.Tensor, target: torch.Tensor,
+                  scale_factor: Optional[int]) -> torch.Tensor:
+    scale = scale_factor or getattr(upsampler, 'scale_factor', 2)
+    guide_h, guide_w = x.shape[-2] * scale, x.shape[-1] * scale
+    return target if (guide_h, guide_w) == tuple(target.shape[-2:]) else fit_to_size(target, guide_h, guide_w)
+
+
+def fuse_to(upsampler: nn.Module, x: torch.Tensor, target: torch.Tensor,
+            scale_factor: Optional[int] = None) -> torch.Tensor:
+    """The fused map of a lateral-replacing upsampler (:func:`replaces_lateral`) at ``target``'s size:
+    ``upsampler.fuse(x, guide)`` with ``target`` fitted to exactly ``s`` times ``x`` as the guide, the result
+    fitted back to ``target``'s size (where ``target`` was larger, the replicate-padded rows are fused too)."""
+    fused = upsampler.fuse(x, _fitted_guide(upsampler, x, target, scale_factor))
+    return fit_to_size(fused, *target.shape[-2:])
+
+
 def upsample_to(upsampler: nn.Module, x: torch.Tensor, target: torch.Tensor,
                 scale_factor: Optional[int] = None) -> torch.Tensor:
     """Upsample the low-resolution ``x`` to ``target``'s spatial size.
@@ -69,7 +93,4 @@ def upsample_to(upsampler: nn.Module, x: torch.Tensor, target: torch.Tensor,
     height, width = target.shape[-2:]
     if not is_guided(upsampler):
         return fit_to_size(upsampler(x), height, width)
-    scale = scale_factor or getattr(upsampler, 'scale_factor', 2)
-    guide_h, guide_w = x.shape[-2] * scale, x.shape[-1] * scale
-    guide = target if (guide_h, guide_w) == (height, width) else fit_to_size(target, guide_h, guide_w)
-    return fit_to_size(upsampler(x, guide), height, width)
+    return fit_to_size(upsampler(x, _fitted_guide(upsampler, x, target, scale_factor)), height, width)

@@ -25,7 +25,7 @@ from mmdet.registry import MODELS
 from mmengine.model import BaseModule
 
 from ...registry import build_upsampler
-from ..utils import check_feature_levels, fit_to_size, is_guided, upsample_to
+from ..utils import check_feature_levels, fit_to_size, fuse_to, is_guided, replaces_lateral, upsample_to
 
 #: Types that are plain interpolation (no parameters, no module in topology A).
 INTERPOLATION_TYPES = ('nearest', 'bilinear')
@@ -137,7 +137,10 @@ class UpsampleFPN(BaseModule):
     Forward: top-down step ``L[i-1] <- L[i-1] + upsample_to(up[i-1], L[i], L[i-1])``: unguided upsamplers get
     ``L[i]``, guided ones (FADE, SAPA) ``L[i]`` and the guide ``L[i-1]`` *before* the sum; the result is fitted to
     ``L[i-1]`` (top-left crop, FPN_CARAFE's ``slice_as``; replicate pad if ever smaller), so any input size works
-    (spec "Size handling", rules 2-3). In topology B the nearest/bilinear steps are ``nn.Upsample(x2)`` + crop,
+    (spec "Size handling", rules 2-3). FreqFusion (``replaces_lateral``) replaces the lateral by its official
+    ``hr' + up`` instead: ``L[i-1] <- fuse(L[i], guide=L[i-1])``; with ``topology='fpn_carafe'`` this is the
+    official ``FreqFusionCARAFEFPN`` (4 modules, ``alignment.N`` = ``upsample_modules.N``, spec/freqfusion.md
+    "Integration notes"), operation for operation. In topology B the nearest/bilinear steps are ``nn.Upsample(x2)`` + crop,
     which is what ``FPN_CARAFE`` does.
 
     Official quirks fixed (spec/necks.md "Official-code quirks"): 1 (``FPN_UPSAMPLE`` adds without size
@@ -284,6 +287,10 @@ class UpsampleFPN(BaseModule):
                     up = fit_to_size(F.interpolate(laterals[i], **kwargs), *finer.shape[-2:])
                 else:
                     up = F.interpolate(laterals[i], size=finer.shape[-2:], **kwargs)
+            elif replaces_lateral(self.upsample_modules[i - 1]):
+                # FreqFusion: the lateral is replaced by the official sum hr' + up (FreqFusionCARAFEFPN).
+                laterals[i - 1] = fuse_to(self.upsample_modules[i - 1], laterals[i], finer)
+                continue
             else:
                 # Guided upsamplers get `finer` (the lateral before the sum) as the guide.
                 up = upsample_to(self.upsample_modules[i - 1], laterals[i], finer)
