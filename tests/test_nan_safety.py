@@ -56,9 +56,14 @@ UPSAMPLERS = {
     'sapa_no_norm': (dict(type='sapa', norm=False), 2, {'guide': 'high'}),
     'sapadeform': (dict(type='sapadeform'), 2, {'guide': 'high'}),
     'sapadeform_low_offset_norm': (dict(type='sapadeform', high_offset=False, norm=True), 2, {'guide': 'high'}),
+    'frfu': (dict(type='frfu'), 2, {}),
+    'frfu_x3_g2_xavier': (dict(type='frfu', groups=2, sample_k=5, init='xavier'), 3, {}),
+    'freqfusion': (dict(type='freqfusion', compressed_channels=16), 2, {'guide': 'high'}),
+    'freqfusion_resample': (dict(type='freqfusion', compressed_channels=16, feature_resample=True), 2,
+                            {'guide': 'high'}),
 }
 #: Variants whose forward calls a compiled op (CARAFE, DLU, DDF) when upsample_plugin._C is loaded.
-COMPILED_OP_TYPES = ('portable_carafe', 'dlu', 'ddf_up', 'fade', 'fade_lite', 'sapa')
+COMPILED_OP_TYPES = ('portable_carafe', 'dlu', 'ddf_up', 'fade', 'fade_lite', 'sapa', 'frfu', 'freqfusion')
 
 
 def upsampler_cases():
@@ -342,9 +347,13 @@ def check_nan_reaches_the_loss(result: dict, inputs, local: bool = True) -> None
 
 
 def spreads_over_the_map(case: dict) -> bool:
-    """One NaN poisons the whole output: DDF-Up's channel branches average-pool x; GroupNorm (SAPA-B's default,
-    SAPA-D with norm=True) takes statistics over the whole map of x and of the guide."""
+    """One NaN poisons the whole (6 x 6 -> 12 x 12) output: DDF-Up's channel branches average-pool x; GroupNorm
+    (SAPA-B's default, SAPA-D with norm=True, FreqFusion's resampler) takes statistics over the whole map of x and
+    of the guide; FreqFusion's cascaded encoders and 5x5 CARAFE kernels carry a NaN of x about 6 low-res pixels
+    (measured on 24 x 24), i.e. over all of this map."""
     cfg = UPSAMPLERS[case['name']][0]
+    if cfg['type'] == 'freqfusion':
+        return cfg.get('feature_resample', False) or case['where'] == 'x'
     return (cfg['type'] == 'ddf_up' and case['where'] == 'x') or cfg.get('norm', cfg['type'] == 'sapa')
 
 
