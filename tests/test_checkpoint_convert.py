@@ -222,6 +222,22 @@ def uper_head_upsample(in_channels, channels, num_classes, upsampler, pool_scale
     return table
 
 
+def nvlabs_segformer_head(in_channels, embed_dim, num_classes, upsampler, channels=128):
+    """The NVlabs SegFormer head of poppinace/fade (segformer/segformer_head.py): per-level ``MLP.proj`` Linear
+    layers, the ``linear_fuse`` ConvModule with BN (no conv bias), ``linear_pred``, six ``upsamplers`` and mmseg
+    0.x BaseDecodeHead's unused ``conv_seg`` at ``channels`` (128 in the official configs)."""
+    table = {}
+    for level, c in enumerate(in_channels, start=1):
+        table.update({f'linear_c{level}.proj.weight': (embed_dim, c), f'linear_c{level}.proj.bias': (embed_dim,)})
+    table.update(conv_module('linear_fuse', embed_dim, 4 * embed_dim, 1, 'bn'))
+    table.update(conv(num_classes, embed_dim, 1, name='linear_pred'))
+    table.update(conv(num_classes, channels, 1, name='conv_seg'))
+    if upsampler:
+        for i in range(6):
+            table.update(prefixed(f'upsamplers.{i}.', upsampler))
+    return table
+
+
 def fill(table, seed=0):
     """Distinct random values for every entry of a name -> shape table (int64 for BN counters)."""
     gen = torch.Generator().manual_seed(seed)
@@ -584,7 +600,7 @@ def test_uper_head_upsample_segmentor_checkpoint_loads_into_the_plugin_config():
     """A UPerNet R50 with UPerHead_Upsample + the tiny-smart DySample+ copy (biased scope) at 512 channels: the
     stock mmseg UPerNet's names plus three upsamplers; it loads into configs/upernet/*dysample-lpg4ds* with
     scope_bias=True."""
-    official = build_model(MMSEG_CONFIGS / 'upernet' / 'upernet_r50_4xb4-160k_ade20k-512x512.py')
+    official = build_model(MMSEG_CONFIGS / 'upernet' / 'upernet_r50_4xb4-80k_ade20k-512x512.py')
     state_dict = OrderedDict(official.state_dict())
     for i in range(3):
         state_dict.update(fill(prefixed(f'decode_head.upsample_modules.{i}.',
@@ -595,7 +611,7 @@ def test_uper_head_upsample_segmentor_checkpoint_loads_into_the_plugin_config():
     assert report.source == 'uper_head_upsample'
     assert report.plugin_cfg['upsample_cfg'] == dict(type='dysample', style='lp', groups=4, dyscope=True,
                                                      scope_bias=True)
-    plugin = build_model(ROOT / 'configs' / 'upernet' / 'upernet_r50_4xb4-160k_dysample-lpg4ds_ade20k-512x512.py',
+    plugin = build_model(ROOT / 'configs' / 'upernet' / 'upernet_r50_4xb4-80k_dysample-lpg4ds_ade20k-512x512.py',
                          **{'model.decode_head.upsample_cfg.scope_bias': True})
     plugin.load_state_dict(conversion.state_dict, strict=True)
     assert_landed(state_dict, plugin)
@@ -634,15 +650,34 @@ def test_whole_model_with_an_unknown_neck_is_rejected():
 
 
 @pytest.mark.parametrize('state_dict,match', [
-    ({'linear_c1.proj.weight': torch.zeros(4, 8), 'linear_pred.weight': torch.zeros(3, 4, 1, 1)}, 'Linear'),
-    (fill(prefixed('decode_head.', {'linear_c4.proj.weight': (4, 8), 'linear_fuse.conv.weight': (4, 16, 1, 1)})),
-     'Linear'),
     ({'norm_y.weight': torch.zeros(8), 'norm_y.bias': torch.zeros(8), 'norm_x.weight': torch.zeros(8),
       'norm_x.bias': torch.zeros(8), 'q.weight': torch.zeros(4, 8), 'k.weight': torch.zeros(4, 8)}, 'NeurIPS'),
-], ids=['nvlabs_segformer_head', 'nvlabs_segformer_segmentor', 'sapa_neurips'])
+], ids=['sapa_neurips'])
 def test_recognised_but_unconvertible_sources_say_why(state_dict, match):
     with pytest.raises(UnsupportedSourceError, match=match):
         convert_state_dict(state_dict)
+
+
+@pytest.mark.parametrize('upsample_cfg,upsampler', [
+    (dict(type='bilinear'), None),
+    (dict(type='fade', gating=True), fade(32)),
+    (dict(type='fade_lite', gating=True), fade(32, lite=True)),
+], ids=['bilinear', 'fade', 'fade_lite'])
+def test_nvlabs_segformer_head_checkpoint_converts_and_loads(upsample_cfg, upsampler):
+    """An NVlabs / poppinace/fade SegFormer head state dict (with mmseg 0.x's unused 128-channel conv_seg) is
+    recognised, keeps every name, loads strictly into NVlabsSegFormerHead, and every tensor lands in place."""
+    from upsample_plugin.models.seg_heads import NVlabsSegFormerHead
+    official = fill(nvlabs_segformer_head([8, 16, 24, 40], 32, 5, upsampler), seed=3)
+    conversion = convert_state_dict(official)
+    report = conversion.components[0]
+    assert report.source == 'segformer_head_fade' and report.plugin_cfg['type'] == 'NVlabsSegFormerHead'
+    assert set(report.dropped) == {'conv_seg.weight', 'conv_seg.bias'}
+    head = NVlabsSegFormerHead(in_channels=[8, 16, 24, 40], in_index=[0, 1, 2, 3], channels=32, num_classes=5,
+                               norm_cfg=dict(type='BN', requires_grad=True), upsample_cfg=upsample_cfg)
+    if upsampler:
+        assert report.plugin_cfg['upsample_cfg']['type'] == upsample_cfg['type']
+    head.load_state_dict(conversion.state_dict, strict=True)
+    assert_landed(official, head, dropped=('conv_seg.weight', 'conv_seg.bias'))
 
 
 @pytest.mark.parametrize('state_dict,source,match', [

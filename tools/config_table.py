@@ -1,73 +1,90 @@
 #!/usr/bin/env python
-"""The README's results table: every config under configs/, the paper's number for it, and the measured
-parameter delta over its family's baseline (models are built, parameters counted).
+"""The README's results table, made from the configs themselves: every paper config under configs/ carries its
+provenance as data (a top-level ``paper`` dict: the published number, its source, the official config it mirrors
+and how it differs), and the parameter delta over its setting's baseline is measured on the built model.
 
     python tools/config_table.py                 # print the markdown table
     python tools/config_table.py --write-readme  # replace the table between the README's markers
 
-Paper numbers are quoted from ../shared/spec/numbers.md with their source; "—" where no paper reports the
-combination. The deltas are measured here, not quoted.
+``paper`` keys (all required, every config defines its own: an inherited one would describe its base):
+
+* ``metric``: what the number measures (``'box AP'``, ``'box / mask AP'``, ``'PQ'``, ``'mIoU'``);
+* ``number``: the published value as printed (a string), or ``None`` where no paper reports the combination;
+* ``source``: where that number is printed (``None`` with ``number=None``);
+* ``printed_params``: the parameter count or increment printed next to it (a string), or ``None``;
+* ``mirrors``: the official config this one reproduces, or why there is none;
+* ``deviations``: list of the ways this config differs from that official config (empty: none);
+* ``note``: anything else a reader comparing numbers must know (best vs final evaluation, other sources' values).
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import re
 import sys
 from pathlib import Path
+from typing import Any, Dict
 
 from mmengine.config import Config
-from mmengine.registry import DefaultScope, init_default_scope
+from mmengine.registry import DefaultScope
 
 import upsample_plugin  # noqa: F401  (registers upsamplers, necks and heads)
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = '<!-- configs-table:start -->', '<!-- configs-table:end -->'
 
-FAMILIES = {  # folder -> (title, metric, baseline upsampler)
-    'faster_rcnn': ('Faster R-CNN R50, 1x COCO', 'box AP', 'nearest'),
-    'mask_rcnn': ('Mask R-CNN R50, 1x COCO', 'box / mask AP', 'nearest'),
-    'panoptic_fpn': ('Panoptic FPN R50, 1x COCO', 'PQ', 'nearest'),
-    'upernet': ('UPerNet R50, ADE20K', 'mIoU', 'bilinear'),
-    'segformer': ('SegFormer MiT-B1, ADE20K', 'mIoU', 'bilinear'),
-    'lite_hrnet': ('Lite-HRNet + FCN head, fuse-layer upsampling', 'mIoU', 'nearest'),
+FAMILIES = {  # folder -> (title, baseline upsampler)
+    'faster_rcnn': ('Faster R-CNN, 1x COCO', 'nearest'),
+    'mask_rcnn': ('Mask R-CNN, 1x COCO', 'nearest'),
+    'panoptic_fpn': ('Panoptic FPN, 1x COCO panoptic', 'nearest'),
+    'upernet': ('UPerNet, ADE20K 512x512, 80k iterations', 'bilinear'),
+    'segformer': ('SegFormer MiT-B1 (NVlabs head), ADE20K 512x512, 160k iterations', 'bilinear'),
+    'lite_hrnet': ('Lite-HRNet + FCN head, fuse-layer upsampling', 'nearest'),
 }
-DYSAMPLE = 'tiny-smart/dysample README'
-FREQFUSION = 'Linwei-Chen/FreqFusion README'
-SAPA_EXT = 'tiny-smart/sapa README'
-# (folder, upsampler) -> (paper's number, source); spec/numbers.md sections 5-9.
-PAPER = {
-    ('faster_rcnn', 'nearest'): ('37.5', DYSAMPLE),
-    ('faster_rcnn', 'carafe'): ('38.6', f'{DYSAMPLE}; mmdet configs/carafe'),
-    ('faster_rcnn', 'dlu'): ('38.6', 'Fu0511/Dynamic-Lightweight-Upsampling README'),
-    ('faster_rcnn', 'dysample-lpg4'): ('38.6', DYSAMPLE),
-    ('faster_rcnn', 'dysample-lpg4ds'): ('38.7', DYSAMPLE),
-    ('faster_rcnn', 'dysample-plg8ds'): ('38.6', FREQFUSION),
-    ('faster_rcnn', 'lda-aqu'): ('≈39.2 (read off a plot)', 'duzw9311/LDA-AQU performance plot'),
-    ('faster_rcnn', 'fade'): ('38.5', SAPA_EXT),
-    ('faster_rcnn', 'sapa-b'): ('37.8', SAPA_EXT),
-    ('mask_rcnn', 'nearest'): ('38.3 / 34.7', DYSAMPLE),
-    ('mask_rcnn', 'carafe'): ('39.3 / 35.8', 'mmdet configs/carafe (CARAFE in neck and mask head)'),
-    ('mask_rcnn', 'dysample-lpg4'): ('39.2 / 35.4', DYSAMPLE),
-    ('mask_rcnn', 'dysample-lpg4ds'): ('39.6 / 35.7', DYSAMPLE),
-    ('mask_rcnn', 'dysample-plg8ds'): ('39.3 / 35.5', FREQFUSION),
-    ('mask_rcnn', 'fade'): ('39.1 / 35.1', FREQFUSION),
-    ('mask_rcnn', 'sapa-b'): ('38.7 / 35.1', FREQFUSION),
-    ('panoptic_fpn', 'nearest'): ('40.2', DYSAMPLE),
-    ('panoptic_fpn', 'carafe'): ('40.8', FREQFUSION),
-    ('panoptic_fpn', 'dysample-lpg4'): ('41.4', DYSAMPLE),
-    ('panoptic_fpn', 'dysample-lpg4ds'): ('41.5', DYSAMPLE),
-    ('panoptic_fpn', 'dysample-plg8ds'): ('41.1', FREQFUSION),
-    ('panoptic_fpn', 'fade'): ('40.9', FREQFUSION),
-    ('panoptic_fpn', 'sapa-b'): ('40.6', FREQFUSION),
-    ('upernet', 'bilinear'): ('41.09', SAPA_EXT),
-    ('upernet', 'carafe'): ('41.49', SAPA_EXT),
-    ('upernet', 'fade'): ('41.83', SAPA_EXT),
-    ('upernet', 'sapa-b'): ('41.47', SAPA_EXT),
-    ('segformer', 'bilinear'): ('41.68', 'poppinace/fade README'),
-    ('segformer', 'carafe'): ('42.82', 'poppinace/fade README'),
-    ('segformer', 'fade'): ('44.41', 'poppinace/fade README'),
-    ('segformer', 'sapa-b'): ('43.20', 'poppinace/sapa README'),
-}
+#: Folders of configs that are not paper experiments (no ``paper`` dict).
+NOT_PAPER_CONFIGS = ('toy',)
+PROVENANCE_KEYS = ('metric', 'number', 'source', 'printed_params', 'mirrors', 'deviations', 'note')
+
+
+def paper_configs():
+    """Every config that reproduces (or extends) a paper's experiment: all under configs/ except the toy ones."""
+    return sorted(p for p in (ROOT / 'configs').rglob('*.py')
+                  if p.relative_to(ROOT / 'configs').parts[0] not in NOT_PAPER_CONFIGS)
+
+
+def provenance(path: Path) -> Dict[str, Any]:
+    """The config's ``paper`` dict, checked: defined in the file itself (not inherited from its base), with
+    exactly :data:`PROVENANCE_KEYS` of the documented types. A ``ValueError`` names the file and the problem."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    if not any(isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == 'paper'
+                                                    for t in node.targets) for node in tree.body):
+        raise ValueError(f'{path.relative_to(ROOT)}: no top-level "paper = dict(...)" (its provenance: the '
+                         f'published number, source, mirrored official config and deviations; see '
+                         f'tools/config_table.py)')
+    paper = Config.fromfile(str(path)).get('paper')
+    problems = []
+    if not isinstance(paper, dict):
+        raise ValueError(f'{path.relative_to(ROOT)}: "paper" must be a dict, got {type(paper).__name__}')
+    if sorted(paper) != sorted(PROVENANCE_KEYS):
+        problems.append(f'keys must be {list(PROVENANCE_KEYS)}, got {sorted(paper)}')
+    for key in ('metric', 'mirrors', 'note'):
+        if not isinstance(paper.get(key), str):
+            problems.append(f'{key} must be a str')
+    for key in ('number', 'printed_params'):
+        if paper.get(key) is not None and not isinstance(paper.get(key), str):
+            problems.append(f'{key} must be a str (as printed) or None')
+    if paper.get('number') is None and paper.get('source') is not None:
+        problems.append('source is set but number is None')
+    if paper.get('number') is not None and not (isinstance(paper.get('source'), str) and paper['source']):
+        problems.append('a number needs its source')
+    deviations = paper.get('deviations')
+    if not isinstance(deviations, list) or not all(isinstance(d, str) and d for d in deviations):
+        problems.append('deviations must be a list of non-empty str')
+    if not paper.get('mirrors'):
+        problems.append('mirrors must name the official config (or say why there is none)')
+    if problems:
+        raise ValueError(f'{path.relative_to(ROOT)}: paper: ' + '; '.join(problems))
+    return dict(paper)
 
 
 def upsampler_of(path: Path) -> str:
@@ -84,7 +101,6 @@ def setting_of(path: Path) -> str:
 
 def count_parameters(path: Path) -> int:
     cfg = Config.fromfile(str(path))
-    init_default_scope(cfg.default_scope)
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         registry = __import__(f'{cfg.default_scope}.registry', fromlist=['MODELS']).MODELS
         model = registry.build(cfg.model)
@@ -92,27 +108,41 @@ def count_parameters(path: Path) -> int:
 
 
 def table() -> str:
-    lines = ['| config | paper | source | parameters | delta over baseline |', '|---|---|---|---:|---:|']
-    for folder, (title, metric, baseline) in FAMILIES.items():
-        settings = sorted({setting_of(p) for p in (ROOT / 'configs' / folder).glob('*.py')})
+    lines = ['| config | paper | source and notes | mirrors | differs from the official config | parameters | '
+             'delta over baseline (printed) |',
+             '|---|---|---|---|---|---:|---:|']
+    for folder, (title, baseline) in FAMILIES.items():
+        paths = [p for p in paper_configs() if p.parent.name == folder]
+        # R50 (the papers' main rows) before R101.
+        settings = sorted({setting_of(p) for p in paths}, key=lambda s: ('_r101_' in s, s))
         for setting in settings:
-            lines += setting_rows(folder, setting, title if len(settings) == 1 else f'{title}: `{setting}`',
-                                  metric, baseline)
+            lines += setting_rows(folder, setting, f'{title}: `{setting}`', baseline)
     return '\n'.join(lines)
 
 
-def setting_rows(folder: str, setting: str, title: str, metric: str, baseline: str) -> list:
+def _cell(text: str) -> str:
+    return text.replace('|', '\\|')
+
+
+def setting_rows(folder: str, setting: str, title: str, baseline: str) -> list:
     """The table rows of one setting: its baseline first, then the other upsamplers with their deltas."""
     paths = sorted((p for p in (ROOT / 'configs' / folder).glob('*.py') if setting_of(p) == setting),
                    key=lambda p: (upsampler_of(p) != baseline, p))
+    if upsampler_of(paths[0]) != baseline:
+        raise ValueError(f'setting {setting} has no {baseline} baseline config')
     counts = {path: count_parameters(path) for path in paths}
     base = counts[paths[0]]
-    lines = [f'| **{title}** ({metric}) | | | | |']
+    metric = provenance(paths[0])['metric']
+    lines = [f'| **{title}** ({metric}) | | | | | | |']
     for path in paths:
-        value, source = PAPER.get((folder, upsampler_of(path)), ('—', ''))
-        delta = counts[path] - base
-        lines.append(f'| `{path.relative_to(ROOT)}` | {value} | {source} | {counts[path]:,} | '
-                     f'{"baseline" if path == paths[0] else f"{delta:+,}"} |')
+        paper = provenance(path)
+        source = '; '.join(part for part in (paper['source'], paper['note']) if part)
+        deviations = '; '.join(paper['deviations']) or 'none'
+        delta = 'baseline' if path == paths[0] else f'{counts[path] - base:+,}'
+        if paper['printed_params']:
+            delta += f' ({paper["printed_params"]})'
+        lines.append(f'| `{path.relative_to(ROOT)}` | {paper["number"] or "—"} | {_cell(source)} | '
+                     f'{_cell(paper["mirrors"])} | {_cell(deviations)} | {counts[path]:,} | {delta} |')
     return lines
 
 

@@ -16,10 +16,13 @@ of ``tests/data/official`` with ``strict=True``; ``UpsampleFPN`` uses mmdet's ``
 * Checkpoints saved from a ``DataParallel`` / ``DistributedDataParallel`` wrapper lose their ``module.`` prefix
   (as mmengine's ``load_checkpoint`` does by default).
 
-and what cannot be converted raises ``ValueError`` with the reason: the NVlabs-style SegFormer head of
-``poppinace/fade`` (``Linear`` projections without BN/ReLU, unlike mmseg 1.x's ``ConvModule`` head the plugin
-extends), the NeurIPS SAPA of ``poppinace/sapa`` (LayerNorm + Linear, not implemented, see ``upsamplers/sapa.py``),
-and any key no rule of the detected source accounts for.
+* The NVlabs SegFormer head of ``poppinace/fade`` (``segformer/segformer_head.py``) loads into the plugin's
+  ``NVlabsSegFormerHead`` with its own names (``linear_c*``, ``linear_fuse``, ``linear_pred``, ``upsamplers.N``);
+  the ``conv_seg`` that mmseg 0.x's ``BaseDecodeHead`` builds and NVlabs never uses is dropped.
+
+and what cannot be converted raises ``ValueError`` with the reason: the NeurIPS SAPA of ``poppinace/sapa``
+(LayerNorm + Linear, not implemented, see ``upsamplers/sapa.py``), and any key no rule of the detected source
+accounts for.
 
 Each official module or neck is one entry of :data:`UPSAMPLER_SOURCES` / :data:`CONTAINER_SOURCES`, named after it,
 with its renaming rules (:class:`KeyRule`: a full-match regular expression and its replacement, or ``None`` to
@@ -244,8 +247,8 @@ class ContainerSource:
     """An official neck or decode head: rules for its own keys, the upsamplers it can hold, its signature.
 
     ``rules(shapes)`` returns the rules for the container's own keys (``FPN_UPSAMPLE`` needs the shapes to tell
-    its unused upsamplers); other keys under ``upsample_modules.N.`` are converted by the upsampler source
-    detected among ``upsamplers``. ``accepts(shapes, upsampler_source_names)`` is the layout signature used by
+    its unused upsamplers); other keys under ``<upsampler_attr>.N.`` (``upsample_modules``, NVlabs:
+    ``upsamplers``) are converted by the upsampler source detected among ``upsamplers``. ``accepts(shapes, upsampler_source_names)`` is the layout signature used by
     auto-detection; ``plugin_class`` / ``plugin_args`` start the plugin config reported for the part.
     """
 
@@ -259,6 +262,7 @@ class ContainerSource:
     plugin_args: Dict[str, Any] = field(default_factory=dict)
     notes: Tuple[str, ...] = ()
     unsupported: str = ''
+    upsampler_attr: str = 'upsample_modules'
 
 
 def _lateral_kernels(shapes: Shapes) -> List[int]:
@@ -329,10 +333,12 @@ def segformer_head_upsample_rules(shapes: Shapes) -> Tuple[KeyRule, ...]:
 
 
 def segformer_head_fade_rules(shapes: Shapes) -> Tuple[KeyRule, ...]:
-    """The NVlabs-codebase SegFormer head of ``poppinace/fade`` (``segformer/segformer_head.py``): recognised
-    only to say why it cannot be converted (see its ``unsupported`` reason)."""
-    return _keep(r'linear_c\d\.proj\.(?:weight|bias)', rf'linear_fuse\.{CONV_MODULE}',
-                 r'linear_pred\.(?:weight|bias)', r'upsamplers\.\d+\..+')
+    """The NVlabs-codebase SegFormer head of ``poppinace/fade`` (``segformer/segformer_head.py``): the plugin's
+    ``NVlabsSegFormerHead`` has its names; mmseg 0.x's unused ``conv_seg`` is dropped."""
+    return _keep(r'linear_c[1-4]\.proj\.(?:weight|bias)', rf'linear_fuse\.{CONV_MODULE}',
+                 r'linear_pred\.(?:weight|bias)') + (
+        KeyRule(r'conv_seg\.(?:weight|bias)', None,
+                why="mmseg 0.x BaseDecodeHead's conv_seg, never used by the NVlabs head (linear_pred classifies)"),)
 
 
 _FPN_UPSAMPLE_NOTE = ('the released FPN_UPSAMPLE configs build the mmdet FPN layout (max-pooled P6, 3 upsamplers): '
@@ -340,12 +346,12 @@ _FPN_UPSAMPLE_NOTE = ('the released FPN_UPSAMPLE configs build the mmdet FPN lay
                       "'fpn_carafe' (--cfg-options model.neck.topology=fpn)")
 
 CONTAINER_SOURCES: Dict[str, ContainerSource] = OrderedDict((s.name, s) for s in (
-    ContainerSource('segformer_head_fade', 'decode_head', 'SegFormerHead (poppinace/fade segformer/segformer_head.py)',
-                    'UpsampleSegformerHead', segformer_head_fade_rules, ('fade',),
+    ContainerSource('segformer_head_fade', 'decode_head',
+                    'SegFormerHead (NVlabs codebase; poppinace/fade segformer/segformer_head.py)',
+                    'NVlabsSegFormerHead', segformer_head_fade_rules,
+                    ('fade', 'carafe_pack', 'sapa', 'sapa_deform', 'dysample', 'sapa_neurips'),
                     accepts=lambda shapes, ups: any(re.fullmatch(r'linear_c\d\.proj\.weight', k) for k in shapes),
-                    unsupported='the NVlabs SegFormer head projects each level with a Linear layer (bias, no norm, '
-                                "no activation); the plugin's head is mmseg 1.x's SegformerHead (1x1 ConvModule with "
-                                'BN + ReLU per level, fused in the order c1..c4), so the weights do not carry over'),
+                    upsampler_attr='upsamplers'),
     ContainerSource('fpn_lau', 'neck', 'FPN_LAU (duzw9311/LDA-AQU mmdet/models/necks/fpn_lau.py)', 'UpsampleFPN',
                     fpn_lau_rules, ('lda_aqu', 'carafe_pack', 'pixel_shuffle_pack', 'conv_transpose'),
                     accepts=lambda shapes, ups: 'lda_aqu' in ups, plugin_args=dict(topology='fpn_carafe')),
@@ -525,13 +531,14 @@ def convert_upsampler(state_dict: Mapping[str, torch.Tensor], source: Optional[s
     return converted, report
 
 
-def _split_upsamplers(state_dict: Mapping[str, torch.Tensor], rules: Sequence[KeyRule]):
-    """Container keys (under its own rules) and the keys under ``upsample_modules.N.`` that no container rule
-    matches, grouped by N for the upsampler sources."""
+def _split_upsamplers(state_dict: Mapping[str, torch.Tensor], rules: Sequence[KeyRule],
+                      attr: str = 'upsample_modules'):
+    """Container keys (under its own rules) and the keys under ``<attr>.N.`` that no container rule matches,
+    grouped by N for the upsampler sources."""
     own: 'OrderedDict[str, torch.Tensor]' = OrderedDict()
     groups: Dict[int, 'OrderedDict[str, torch.Tensor]'] = {}
     for key, value in state_dict.items():
-        match = re.fullmatch(r'upsample_modules\.(\d+)\.(.+)', key)
+        match = re.fullmatch(rf'{re.escape(attr)}\.(\d+)\.(.+)', key)
         if match and not any(rule.apply(key)[0] for rule in rules):
             groups.setdefault(int(match.group(1)), OrderedDict())[match.group(2)] = value
         else:
@@ -544,14 +551,14 @@ def _try_container(source: ContainerSource, state_dict: Mapping[str, torch.Tenso
     rule matches (or why its upsamplers do not fit). The report's ``plugin_cfg`` is the plugin config to build."""
     shapes = _shapes(state_dict)
     rules = source.rules(shapes)
-    own, groups = _split_upsamplers(state_dict, rules)
+    own, groups = _split_upsamplers(state_dict, rules, source.upsampler_attr)
     converted, renamed, dropped, unmatched = _apply_rules(own, rules)
     if unmatched:
         return None, unmatched
     upsamplers = {}
     for index, group in groups.items():
         try:
-            upsamplers[index] = convert_upsampler(group, prefix=f'{prefix}upsample_modules.{index}.',
+            upsamplers[index] = convert_upsampler(group, prefix=f'{prefix}{source.upsampler_attr}.{index}.',
                                                   candidates=source.upsamplers)
         except UnsupportedSourceError:
             raise
@@ -566,7 +573,7 @@ def _try_container(source: ContainerSource, state_dict: Mapping[str, torch.Tenso
     notes = list(source.notes)
     upsample_cfg: Dict[str, Any] = dict(type='nearest' if source.kind == 'neck' else 'bilinear')
     for index, (group_converted, report) in upsamplers.items():
-        head = f'upsample_modules.{index}.'
+        head = f'{source.upsampler_attr}.{index}.'
         converted.update((head + key, value) for key, value in group_converted.items())
         renamed.update((head + old, head + new) for old, new in report.renamed.items())
         dropped.update((head + key, why) for key, why in report.dropped.items())

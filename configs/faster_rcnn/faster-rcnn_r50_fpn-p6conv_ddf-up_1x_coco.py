@@ -13,3 +13,16 @@ model = dict(
             dw_kernel_size=3,
             kernel_combine='mul')),
 )
+
+# Provenance of the number this config reproduces (tools/config_table.py makes the README table from it).
+paper = dict(
+    metric='box AP',
+    number=None,
+    source=None,
+    printed_params=None,
+    mirrors=(
+        "no official config: the upsampler in this family's layout (FPN_CARAFE, pad 64, 16 images at lr 0.02)"
+    ),
+    deviations=[],
+    note='no paper reports DDF-Up in Faster R-CNN',
+)

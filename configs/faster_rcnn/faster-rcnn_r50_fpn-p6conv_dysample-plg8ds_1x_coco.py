@@ -9,3 +9,16 @@ model = dict(
             groups=8,
             dyscope=True)),
 )
+
+# Provenance of the number this config reproduces (tools/config_table.py makes the README table from it).
+paper = dict(
+    metric='box AP',
+    number='38.6',
+    source='Linwei-Chen/FreqFusion README.md (comparison table)',
+    printed_params=None,
+    mirrors=(
+        "no official config: the upsampler in this family's layout (FPN_CARAFE, pad 64, 16 images at lr 0.02)"
+    ),
+    deviations=[],
+    note='DySample-S+ (pl style, 8 groups, dynamic scope)',
+)

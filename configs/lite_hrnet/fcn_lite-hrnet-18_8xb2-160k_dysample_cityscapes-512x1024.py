@@ -6,3 +6,17 @@ model = dict(
     backbone=dict(
         upsample_cfg=dict(_delete_=True, type='dysample', style='lp', groups=4, dyscope=False),
         upsample_chain=True))
+
+# Provenance of the number this config reproduces (tools/config_table.py makes the README table from it).
+paper = dict(
+    metric='mIoU',
+    number=None,
+    source=None,
+    printed_params=None,
+    mirrors=(
+        'no published number for learned fuse upsampling: the Lite-HRNet model (spec/lite_hrnet.md) with an '
+        "FCN head in mmseg's HRNet Cityscapes setting (docs/lite_hrnet.md)"
+    ),
+    deviations=[],
+    note="the paper's own segmentation table could not be read here (docs/lite_hrnet.md)",
+)

@@ -11,3 +11,16 @@ model = dict(
             encoder_dilation=1,
             compressed_channels=64)),
 )
+
+# Provenance of the number this config reproduces (tools/config_table.py makes the README table from it).
+paper = dict(
+    metric='box / mask AP',
+    number=None,
+    source=None,
+    printed_params=None,
+    mirrors=(
+        "no official config: the upsampler in this family's layout (FPN_CARAFE, pad 64, 16 images at lr 0.02)"
+    ),
+    deviations=[],
+    note='no published Mask R-CNN number for DLU',
+)

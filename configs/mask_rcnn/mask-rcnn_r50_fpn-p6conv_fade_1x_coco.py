@@ -8,3 +8,17 @@ model = dict(
             up_kernel_size=5,
             gating=False)),
 )
+
+# Provenance of the number this config reproduces (tools/config_table.py makes the README table from it).
+paper = dict(
+    metric='box / mask AP',
+    number='39.1 / 35.1',
+    source='Linwei-Chen/FreqFusion README.md (comparison table)',
+    printed_params=None,
+    mirrors=(
+        'no released config: the upsampler in the 4 FPN top-down steps, mask head unchanged (the comparison '
+        'table does not say how the mask head was treated)'
+    ),
+    deviations=[],
+    note='FADE without gating (additive neck)',
+)

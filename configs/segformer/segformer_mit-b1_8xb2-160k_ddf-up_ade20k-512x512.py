@@ -13,3 +13,17 @@ model = dict(
             dw_kernel_size=3,
             kernel_combine='mul')),
 )
+
+# Provenance of the number this config reproduces (tools/config_table.py makes the README table from it).
+paper = dict(
+    metric='mIoU',
+    number=None,
+    source=None,
+    printed_params=None,
+    mirrors=(
+        'no released config: the NVlabs head (poppinace/fade segformer/segformer_head.py) with the upsampler '
+        'in its 6 slots'
+    ),
+    deviations=[],
+    note='no paper reports DDF-Up in SegFormer',
+)

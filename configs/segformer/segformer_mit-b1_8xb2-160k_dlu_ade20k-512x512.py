@@ -11,3 +11,17 @@ model = dict(
             encoder_dilation=1,
             compressed_channels=64)),
 )
+
+# Provenance of the number this config reproduces (tools/config_table.py makes the README table from it).
+paper = dict(
+    metric='mIoU',
+    number=None,
+    source=None,
+    printed_params=None,
+    mirrors=(
+        'no released config: the NVlabs head (poppinace/fade segformer/segformer_head.py) with the upsampler '
+        'in its 6 slots'
+    ),
+    deviations=[],
+    note='no published SegFormer number for DLU',
+)

@@ -9,3 +9,20 @@ model = dict(
             groups=4,
             dyscope=False)),
 )
+
+# Provenance of the number this config reproduces (tools/config_table.py makes the README table from it).
+paper = dict(
+    metric='mIoU',
+    number=None,
+    source=None,
+    printed_params=None,
+    mirrors=(
+        'no released config: the NVlabs head (poppinace/fade segformer/segformer_head.py) with the upsampler '
+        'in its 6 slots'
+    ),
+    deviations=[],
+    note=(
+        'DySample plots SegFormer-B1 results (about 43.2 to 43.6 for its four variants) in its Fig. 1 only, '
+        'with no table'
+    ),
+)

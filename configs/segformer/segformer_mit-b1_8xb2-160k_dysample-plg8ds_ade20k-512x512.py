@@ -9,3 +9,17 @@ model = dict(
             groups=8,
             dyscope=True)),
 )
+
+# Provenance of the number this config reproduces (tools/config_table.py makes the README table from it).
+paper = dict(
+    metric='mIoU',
+    number=None,
+    source=None,
+    printed_params=None,
+    mirrors=(
+        'no released config: the NVlabs head (poppinace/fade segformer/segformer_head.py) with the upsampler '
+        'in its 6 slots'
+    ),
+    deviations=[],
+    note="DySample's Fig. 1 only (no table)",
+)

@@ -13,3 +13,17 @@ model = dict(
             range_factor=11,
             rpb=True)),
 )
+
+# Provenance of the number this config reproduces (tools/config_table.py makes the README table from it).
+paper = dict(
+    metric='mIoU',
+    number=None,
+    source=None,
+    printed_params=None,
+    mirrors=(
+        'no released config: the NVlabs head (poppinace/fade segformer/segformer_head.py) with the upsampler '
+        'in its 6 slots'
+    ),
+    deviations=[],
+    note='no published SegFormer number for LDA-AQU',
+)
