@@ -370,6 +370,22 @@ def _corrupt(name, root):
         img_path = osp.join(root, toy_data.coco_image_dir('train'), '000000000005.jpg')
         os.remove(img_path)
         return coco_cfg, FileNotFoundError, img_path
+    if name == 'empty_annotations':  # training would find no sample, evaluation no ground truth (mAP -1)
+        edit(ann, lambda d: d.update(annotations=[]))
+        return coco_cfg, ValueError, ann
+    if name == 'image_size_mismatch':
+        img_path = osp.join(root, toy_data.coco_image_dir('train'), '000000000001.jpg')
+        with Image.open(img_path) as image:
+            image.resize((image.width + 8, image.height)).save(img_path)
+        return coco_cfg, ValueError, img_path
+    if name == 'ade_label_outside_config_classes':
+        # 9 is an ADE20K class, but not one of the config's 7: mmseg would silently make it 255 (ignored).
+        ade_cfg = toy_data.toy_dataset_cfg('ade', 'train', data_root=root)
+        label_path = osp.join(root, toy_data.ade_label_dir('train'), 'ADE_train_00000003.png')
+        label = np.asarray(Image.open(label_path)).copy()
+        label[4, 4:8] = 9
+        Image.fromarray(label).save(label_path)
+        return ade_cfg, ValueError, label_path
     if name == 'no_seg_images':
         img_dir = osp.join(root, toy_data.ade_image_dir('train'))
         for f in os.listdir(img_dir):
@@ -380,7 +396,8 @@ def _corrupt(name, root):
 
 CORRUPTIONS = ['missing_ann_file', 'corrupt_json', 'not_json', 'empty_images', 'category_outside',
                'panoptic_category_outside', 'classes_not_in_file', 'panoptic_png_ids', 'missing_panoptic_png',
-               'seg_label_outside', 'missing_label_map', 'missing_image', 'no_seg_images']
+               'seg_label_outside', 'missing_label_map', 'missing_image', 'no_seg_images', 'empty_annotations',
+               'image_size_mismatch', 'ade_label_outside_config_classes']
 
 
 @pytest.mark.parametrize('name', CORRUPTIONS)
@@ -391,9 +408,11 @@ def test_data_checks_errors(toy, tmp_path, name):
     with pytest.raises(error) as info:
         check_dataloader_cfg(dict(batch_size=1, dataset=dataset_cfg))
     assert path.rstrip('/') in str(info.value)
+    # the tools print these as one line without a traceback (upsample_plugin.runner.run_tool)
+    assert isinstance(info.value, data_checks.DataCheckError)
     # the same through explicit paths (no config)
     if dataset_cfg['type'] == 'CocoDataset' and name != 'classes_not_in_file':
-        with pytest.raises(error, match='instances_train.json|000000000005.jpg'):
+        with pytest.raises(error, match='instances_train.json|000000000005.jpg|000000000001.jpg'):
             data_checks.check_coco_instances(osp.join(root, toy_data.coco_instances_file('train')),
                                              osp.join(root, toy_data.coco_image_dir('train')))
 
