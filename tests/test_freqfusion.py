@@ -143,6 +143,15 @@ def test_forward_is_the_additive_form_of_the_official_fpn_sum(kwargs):
         assert torch.equal(module(lr, hr), lr_out)
 
 
+def test_unequal_widths_forward_the_upsampled_map_and_fuse_refuses():
+    fixture = load_official('freqfusion_segnext_sim')
+    module = from_fixture(fixture)
+    hr, lr = fixture['inputs']['hr_feat'], fixture['inputs']['lr_feat']
+    assert torch.equal(module(lr, hr), module.official_forward(hr, lr)[2])
+    with pytest.raises(ValueError, match='needs hr_channels == lr_channels'):
+        module.fuse(lr, hr)
+
+
 def test_build_upsampler_fills_both_widths_and_keeps_the_ratio_2():
     module = build_upsampler(dict(type='freqfusion', compressed_channels=16), 32, 2)
     assert (module.hr_channels, module.lr_channels, module.scale_factor) == (32, 32, 2)

@@ -1,4 +1,4 @@
-"""Property tests (Hypothesis) of the nine upsamplers built with ``upsample_plugin.build_upsampler`` (issue 8).
+"""Property tests (Hypothesis) of the eleven upsamplers built with ``upsample_plugin.build_upsampler`` (issue 8).
 
 For random valid construction arguments of each method (scale, groups, kernel sizes, channels, styles, options)
 and random input sizes (empty batch and 1-pixel maps included), with every parameter re-drawn at random so that
@@ -7,12 +7,13 @@ offsets, kernels and gates are far from their near-identity initial state:
 * the output has shape (N, C, s*H, s*W) and the input's dtype (float32, float64, bfloat16) and is finite;
 * batch elements are independent: the batch output equals the per-sample outputs;
 * channels-last and non-contiguous inputs (and a channels-last module) give the contiguous output;
-* where the module runs a compiled op (CARAFE, FADE, FADE-Lite and SAPA-B reassemble with the CARAFE op, DLU
+* where the module runs a compiled op (CARAFE, FADE, FADE-Lite, SAPA-B, FreqFusion and FRFU reassemble or filter
+  with the CARAFE op, DLU
   with the DLU op, DDF-Up with the DDF op), the compiled and the pure-PyTorch reference paths
   (``UPSAMPLE_PLUGIN_FORCE_REFERENCE``) agree in output and in the gradients of inputs and parameters, and the
   profiler shows that each path really ran its own op.
 
-Guided methods get a guide (FADE, SAPA-B, SAPA-D: the high-resolution map; DDF-Up: optionally its low-resolution
+Guided methods get a guide (FADE, SAPA-B, SAPA-D, FreqFusion: the high-resolution map; DDF-Up: optionally its low-resolution
 ``joint_x``). Channel counts and maps are tiny so that each example runs in milliseconds; the example counts come
 from the profiles in conftest.py.
 """
@@ -157,6 +158,34 @@ def sapadeform_cases(draw):
     return Case(cfg, channels, draw(scales), {'guide': (guide_channels, 'high')})
 
 
+@st.composite
+def freqfusion_cases(draw):
+    """FreqFusion is x2 only; G up_groups divide the width and C_m; the sampler's GroupNorm needs C_m = 8 here;
+    the CARAFE cascade needs the AHPF (spec/freqfusion.md). Equal widths: with C_hr != C_lr forward() returns
+    the upsampled map alone (tests/test_freqfusion.py), and the AHPF parameters get no gradient."""
+    up_group = draw(st.integers(1, 2))
+    channels = guide_channels = up_group * draw(st.integers(1, 2))
+    resample = draw(st.booleans())
+    norm = resample and draw(st.booleans())
+    compressed = 8 if norm else up_group * draw(st.integers(1, 3))
+    groups = draw(st.sampled_from([g for g in (1, 2) if channels % g == 0 and compressed % g == 0]))
+    comp_feat_upsample, semi_conv = draw(st.booleans()), draw(st.booleans())
+    use_high_pass = (comp_feat_upsample and semi_conv) or draw(st.booleans())
+    cfg = dict(type='freqfusion', hr_channels=guide_channels, compressed_channels=compressed, up_group=up_group,
+               lowpass_kernel=draw(odd_kernels), highpass_kernel=draw(odd_kernels), feature_resample=resample,
+               feature_resample_group=groups, feature_resample_norm=norm, comp_feat_upsample=comp_feat_upsample,
+               semi_conv=semi_conv, use_high_pass=use_high_pass, hr_residual=draw(st.booleans()),
+               hamming_window=draw(st.booleans()), direction_feat=draw(st.sampled_from(['sim_concat', 'sim'])))
+    return Case(cfg, channels, 2, {'guide': (guide_channels, 'high')})
+
+
+@st.composite
+def frfu_cases(draw):
+    groups = draw(st.integers(1, 3))
+    cfg = dict(type='frfu', groups=groups, sample_k=draw(odd_kernels))
+    return Case(cfg, groups * draw(st.integers(1, 2)), draw(scales))
+
+
 CASES = {
     'portable_carafe': carafe_cases(),
     'dysample': dysample_cases(),
@@ -167,6 +196,8 @@ CASES = {
     'fade_lite': fade_cases('fade_lite'),
     'sapa': sapa_cases(),
     'sapadeform': sapadeform_cases(),
+    'freqfusion': freqfusion_cases(),
+    'frfu': frfu_cases(),
 }
 
 seeds = st.integers(0, 2 ** 31 - 1)
@@ -224,6 +255,8 @@ COMPILED_PATHS = {
     'fade': ('upsample_plugin::carafe_forward', _library.compiled_available('cpu')),
     'fade_lite': ('upsample_plugin::carafe_forward', _library.compiled_available('cpu')),
     'sapa': ('upsample_plugin::carafe_forward', _library.compiled_available('cpu')),
+    'freqfusion': ('upsample_plugin::carafe_forward', _library.compiled_available('cpu')),
+    'frfu': ('upsample_plugin::carafe_forward', _library.compiled_available('cpu')),
     'dlu': ('upsample_plugin::dlu_forward', dlu_compiled_available('cpu')),
     'ddf_up': ('upsample_plugin::ddf_forward', ddf_compiled_available('cpu')),
 }

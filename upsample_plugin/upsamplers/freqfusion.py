@@ -23,7 +23,8 @@ Calling conventions:
   returns what FreqFusion adds to the lateral, ``(hr' - hr) + lr'`` (the AHPF residual plus the upsampled map),
   so any additive host (``lateral + up(x, guide)``) computes FreqFusion's fused map, equal to the official
   ``hr' + lr'`` up to floating-point reassociation (spec "Plugin call contract"). Returning only ``lr'`` would
-  drop the AHPF;
+  drop the AHPF, which is what happens, by necessity, when ``hr_channels != lr_channels`` (the output has
+  ``x``'s width);
 * :meth:`FreqFusion.fuse` ``(x, guide)`` returns the official FPN sum ``hr' + lr'`` itself, operation for
   operation; ``UpsampleFPN`` calls it for upsamplers that replace the lateral (``replaces_lateral = True``), so
   the FreqFusion FPN reproduces ``FreqFusionCARAFEFPN`` exactly.
@@ -386,10 +387,10 @@ class FreqFusion(Upsampler):
     def _nearest_up(self, x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return F.interpolate(x, size=like.shape[-2:], mode='nearest')
 
-    def _parts(self, hr: torch.Tensor, lr: torch.Tensor
+    def _parts(self, hr: torch.Tensor, lr: torch.Tensor, sharpen_hr: bool = True
                ) -> Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
         """``(K_low, LP(hr) or None, lr')``: the ALPF kernels, the AHPF low-pass of ``hr`` (None without the
-        AHPF) and the upsampled (and resampled) ``lr`` (spec "Forward", steps 1-11)."""
+        AHPF or with ``sharpen_hr=False``) and the upsampled (and resampled) ``lr`` (spec "Forward", steps 1-11)."""
         e_h = self.hr_channel_compressor(hr)
         e_l = self.lr_channel_compressor(lr)
         kl, kh = self.lowpass_kernel, self.highpass_kernel
@@ -419,7 +420,7 @@ class FreqFusion(Upsampler):
             lr_up = F.interpolate(lr, size=hr.shape[-2:], mode=self.upsample_mode, align_corners=align)
             lr_up = self._carafe(lr_up, kernels_low, kl, 1)
         lowpass_hr = None
-        if self.use_high_pass:
+        if self.use_high_pass and sharpen_hr:
             lowpass_hr = self._carafe(hr, self._highpass(logits_high), kh, 1)
         if self.feature_resample:
             lr_up = self.dysampler(hr_x=e_h, lr_x=e_l, feat2sample=lr_up)
@@ -454,16 +455,22 @@ class FreqFusion(Upsampler):
 
     def fuse(self, x: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
         """The official FPN step ``hr_feat' + lr_feat'`` (``FreqFusionCARAFEFPN``): the map that replaces the
-        finer lateral. ``x`` is the low-res map, ``guide`` the finer lateral (exactly 2x)."""
+        finer lateral. ``x`` is the low-res map, ``guide`` the finer lateral (exactly 2x); needs
+        ``hr_channels == lr_channels``."""
         self._check(x, guide)
+        if self.hr_channels != self.lr_channels:
+            raise ValueError(f'fuse adds hr_feat\' and lr_feat\' (the official FPN sum): it needs hr_channels == '
+                             f'lr_channels, got {self.hr_channels} and {self.lr_channels}; use official_forward')
         _, lowpass_hr, lr_up = self._parts(guide, x)
         return self._enhanced_hr(guide, lowpass_hr) + lr_up
 
     def forward(self, x: torch.Tensor, guide: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The plugin contract: what FreqFusion adds to the lateral ``guide``, ``(hr' - hr) + lr'``, so that
-        ``guide + forward(x, guide)`` is the fused map (:meth:`fuse` up to reassociation)."""
+        ``guide + forward(x, guide)`` is the fused map (:meth:`fuse` up to reassociation). With
+        ``hr_channels != lr_channels`` the AHPF part cannot join the output (x's width): ``lr'`` alone (the
+        official hosts of that case, SegNeXt, concatenate ``hr'`` and ``lr'`` from :meth:`official_forward`)."""
         self._check(x, guide)
-        _, lowpass_hr, lr_up = self._parts(guide, x)
+        _, lowpass_hr, lr_up = self._parts(guide, x, sharpen_hr=self.hr_channels == self.lr_channels)
         if lowpass_hr is None:
             return lr_up
         high = guide - lowpass_hr
