@@ -127,6 +127,10 @@ EXPECTED_CUDA_FLAGGED = {
     ('sapa', 'compiled'): set(),
     ('sapa', 'reference'): set(),
     ('sapadeform', 'reference'): {'grid_sampler_2d_backward'},
+    ('freqfusion', 'compiled'): {'grid_sampler_2d_backward'},
+    ('freqfusion', 'reference'): {'grid_sampler_2d_backward'},
+    ('frfu', 'compiled'): {'grid_sampler_2d_backward'},
+    ('frfu', 'reference'): {'grid_sampler_2d_backward'},
 }
 #: DDF-Up with a guidance map of another size, resized in the module (``joint_resize``); joint_x gets gradients.
 JOINT_RESIZE_CASES = {'ddf_up_joint_bilinear': 'bilinear', 'ddf_up_joint_area': 'area'}

@@ -77,9 +77,11 @@ UPSAMPLER_MATRIX = {
     'fade_lite': dict(type='fade_lite'),
     'sapa': dict(type='sapa'),
     'sapadeform': dict(type='sapadeform'),
+    'freqfusion': dict(type='freqfusion', compressed_channels=16, feature_resample=True),
+    'frfu': dict(type='frfu'),
 }
 #: Matrix entries whose forward calls a compiled op (CARAFE, DLU or DDF) when upsample_plugin._C is loaded.
-COMPILED_OP_UPSAMPLERS = ('portable_carafe', 'dlu', 'ddf_up', 'fade', 'fade_lite', 'sapa')
+COMPILED_OP_UPSAMPLERS = ('portable_carafe', 'dlu', 'ddf_up', 'fade', 'fade_lite', 'sapa', 'freqfusion', 'frfu')
 #: (name, op backend) pairs: 'compiled' runs the compiled ops, 'reference' forces the pure-PyTorch ones
 #: (``UPSAMPLE_PLUGIN_FORCE_REFERENCE=1``; the only implementation of the upsamplers without a compiled op).
 MATRIX_CASES = ([(name, 'compiled') for name in COMPILED_OP_UPSAMPLERS]
