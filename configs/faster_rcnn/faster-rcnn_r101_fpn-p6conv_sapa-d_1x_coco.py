@@ -1,18 +1,8 @@
-# SAPA-D (Lu et al., "On Point Affiliation in Feature Upsampling", the SAPA extension): 9 deformable points in
-# 4 groups, high-resolution offsets, no GroupNorm (the released p9g4 config), guided by the finer lateral.
-_base_ = './faster-rcnn_r101_fpn-p6conv_nearest_1x_coco.py'
+# SAPA-D (9 points, 4 groups, high-resolution offsets, no GroupNorm), with ResNet-101: the R50 config with mmdet's
+# R101 backbone (ImageNet-pretrained torchvision weights).
+_base_ = './faster-rcnn_r50_fpn-p6conv_sapa-d_1x_coco.py'
 model = dict(
-    neck=dict(
-        upsample_cfg=dict(
-            _delete_=True,
-            type='sapadeform',
-            num_point=9,
-            groups=4,
-            embedding_dim=32,
-            qkv_bias=True,
-            high_offset=True,
-            norm=False)),
-)
+    backbone=dict(depth=101, init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet101')))
 
 # Provenance of the number this config reproduces (tools/config_table.py makes the README table from it).
 paper = dict(

@@ -1,14 +1,8 @@
-# DySample+: lp style, 4 groups, dynamic scope.
-_base_ = './panoptic-fpn_r101_fpn_nearest_1x_coco.py'
+# DySample+ (lp style, 4 groups, dynamic scope), with ResNet-101: the R50 config with mmdet's R101 backbone
+# (ImageNet-pretrained torchvision weights).
+_base_ = './panoptic-fpn_r50_fpn_dysample-lpg4ds_1x_coco.py'
 model = dict(
-    neck=dict(
-        upsample_cfg=dict(
-            _delete_=True,
-            type='dysample',
-            style='lp',
-            groups=4,
-            dyscope=True)),
-)
+    backbone=dict(depth=101, init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet101')))
 
 # Provenance of the number this config reproduces (tools/config_table.py makes the README table from it).
 paper = dict(

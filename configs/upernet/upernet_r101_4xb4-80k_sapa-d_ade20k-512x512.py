@@ -1,19 +1,7 @@
-# SAPA-D (Lu et al., "On Point Affiliation in Feature Upsampling", the SAPA extension): 9 deformable points in
-# 4 groups, high-resolution offsets, no GroupNorm (the builder defaults of the official code), guided by the finer
-# lateral; ResNet-101.
-_base_ = './upernet_r101_4xb4-80k_bilinear_ade20k-512x512.py'
-model = dict(
-    decode_head=dict(
-        upsample_cfg=dict(
-            _delete_=True,
-            type='sapadeform',
-            num_point=9,
-            groups=4,
-            embedding_dim=32,
-            qkv_bias=True,
-            high_offset=True,
-            norm=False)),
-)
+# SAPA-D (9 points, 4 groups, high-resolution offsets, no GroupNorm), with ResNet-101-V1c: the R50 config
+# with mmseg's R101 backbone.
+_base_ = './upernet_r50_4xb4-80k_sapa-d_ade20k-512x512.py'
+model = dict(pretrained='open-mmlab://resnet101_v1c', backbone=dict(depth=101))
 
 # Provenance of the number this config reproduces (tools/config_table.py makes the README table from it).
 paper = dict(
