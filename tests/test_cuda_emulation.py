@@ -17,7 +17,8 @@ import pytest
 import torch
 
 import cuda_emulation
-from upsample_plugin.ops import carafe_reference, ddf_reference, dlu_reassemble_reference
+from op_cases import (NAMES, TOLERANCES, generator, assert_bitwise, assert_close_all, carafe_case, ddf_case, dlu_case,
+                      grad_output_for, run_ops, run_reference)
 from upsample_plugin.ops import _library
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,79 +53,6 @@ def emu_config(emu):
     """Set the emulation's launch config for one test; restored to the launched grid, in order, afterwards."""
     yield emu.set_config
     emu.set_config(0, 0, 0)
-
-
-# ---- the ops: inputs, reference, tolerances ---------------------------------------------------------------------
-
-def _gen(seed):
-    return torch.Generator().manual_seed(seed)
-
-
-def carafe_case(n, c, h, w, k, g, s, dtype=torch.float64, seed=0):
-    gen = _gen(seed)
-    features = torch.randn(n, c, h, w, generator=gen, dtype=torch.float64)
-    masks = torch.randn(n, k * k * g, h * s, w * s, generator=gen, dtype=torch.float64)
-    return 'carafe', [features.to(dtype), masks.to(dtype)], (k, g, s)
-
-
-def dlu_case(n, c, h, w, k, g, s, offset_scale=1.5, dtype=torch.float64, seed=0):
-    gen = _gen(seed)
-    features = torch.randn(n, c, h, w, generator=gen, dtype=torch.float64)
-    space = torch.randn(n, g, k * k, h, w, generator=gen, dtype=torch.float64).softmax(2).view(n, g * k * k, h, w)
-    offsets = torch.randn(n, g * 2 * s * s, h, w, generator=gen, dtype=torch.float64) * offset_scale
-    return 'dlu', [features.to(dtype), space.to(dtype), offsets.to(dtype)], (k, g, s)
-
-
-def ddf_case(n, c, h, w, k, d=1, s=1, combine='mul', dtype=torch.float64, seed=0):
-    gen = _gen(seed)
-    features = torch.randn(n, c, h, w, generator=gen, dtype=torch.float64)
-    channel = torch.randn(n, c, k, k, generator=gen, dtype=torch.float64)
-    spatial = torch.randn(n, k * k, h // s, w // s, generator=gen, dtype=torch.float64)
-    return 'ddf', [features.to(dtype), channel.to(dtype), spatial.to(dtype)], (k, d, s, combine)
-
-
-REFERENCES = {'carafe': carafe_reference, 'dlu': dlu_reassemble_reference, 'ddf': ddf_reference}
-NAMES = {'carafe': ('output', 'grad_features', 'grad_masks'),
-         'dlu': ('output', 'grad_features', 'grad_kernel_space', 'grad_offsets'),
-         'ddf': ('output', 'grad_features', 'grad_channel_filter', 'grad_spatial_filter')}
-TOLERANCES = {torch.float64: (0, 1e-10), torch.float32: (2e-5, 2e-5), torch.float16: (1e-2, 1e-2),
-              torch.bfloat16: (4e-2, 4e-2)}  # (rtol, atol)
-
-
-def grad_output_for(out):
-    return torch.randn(out.shape, generator=_gen(1), dtype=torch.float64).to(out.dtype)
-
-
-def run_ops(ns, case, grad_output=None):
-    """(output, *input gradients) of torch.ops.<ns>.<op>_forward / _backward."""
-    op, tensors, args = case
-    out = getattr(ns, f'{op}_forward')(*tensors, *args)
-    grad = grad_output_for(out) if grad_output is None else grad_output
-    return (out, *getattr(ns, f'{op}_backward')(grad, *tensors, *args))
-
-
-def run_reference(case):
-    """(output, *input gradients) of the op's pure-PyTorch reference, in the inputs' dtype, through autograd."""
-    op, tensors, args = case
-    leaves = [t.detach().clone().requires_grad_() for t in tensors]
-    out = REFERENCES[op](*leaves, *args)
-    if out.numel() == 0:
-        return (out.detach(), *[torch.zeros_like(t) for t in tensors])
-    grads = torch.autograd.grad(out, leaves, grad_output_for(out), allow_unused=True)
-    return (out.detach(), *[torch.zeros_like(t) if g is None else g for g, t in zip(grads, tensors)])
-
-
-def assert_close_all(op, got, expected, dtype, what):
-    rtol, atol = TOLERANCES[dtype]
-    for name, a, b in zip(NAMES[op], got, expected):
-        assert a.dtype == b.dtype and a.shape == b.shape, f'{what} {name}: {a.dtype}{tuple(a.shape)} vs {b.dtype}{tuple(b.shape)}'
-        assert not a.isnan().any(), f'{what} {name}: NaN left in the output (an element no thread wrote)'
-        torch.testing.assert_close(a, b, rtol=rtol, atol=atol, msg=lambda msg: f'{what} {name}: {msg}')
-
-
-def assert_bitwise(op, got, expected, what):
-    for name, a, b in zip(NAMES[op], got, expected):
-        assert torch.equal(a, b), f'{what} {name}: max |diff| {(a.double() - b.double()).abs().max().item()}'
 
 
 def check_case(ns, case):
@@ -177,7 +105,7 @@ def test_carafe_matches_reference(emu, shape, dtype):
     check_case(emu, carafe_case(*shape, dtype=dtype))
 
 
-@pytest.mark.parametrize('k', [1, 3, 5, 7])
+@pytest.mark.parametrize('k', [1, 3, 5, 7, 9])  # 3, 5: per-pixel kernels; 1, 7, 9: one thread per value
 @pytest.mark.parametrize('s', [1, 2, 3, 4])
 def test_carafe_every_kernel_size_and_scale(emu, k, s):
     check_case(emu, carafe_case(1, 4, 3, 4, k, 2, s))
@@ -206,7 +134,7 @@ def test_dlu_matches_reference(emu, shape, offset_scale, dtype):
     check_case(emu, dlu_case(*shape, offset_scale=offset_scale, dtype=dtype))
 
 
-@pytest.mark.parametrize('k', [1, 3, 5, 7])
+@pytest.mark.parametrize('k', [1, 3, 5, 7, 9])
 @pytest.mark.parametrize('s', [1, 2, 3, 4])
 def test_dlu_every_kernel_size_and_scale(emu, k, s):
     check_case(emu, dlu_case(1, 2, 4, 5, k, 1, s, dtype=torch.float32))
@@ -228,7 +156,7 @@ def test_dlu_integer_positions_pick_the_reference_cell(emu):
     gradient is the kernel-space slope of the cell the kernel picks. It must be the reference's cell at every
     position of every width (with an FMA-contracted position, ~9% of them were the neighbouring cell)."""
     widths = list(range(2, 260)) + [509, 1021, 1024, 2047, 2048]
-    gen = _gen(5)
+    gen = generator(5)
     for width in widths:
         case = ('dlu', [torch.ones(1, 1, 1, width), torch.randn(1, 1, 1, width, generator=gen),
                         torch.zeros(1, 2, 1, width)], (1, 1, 1))
@@ -247,7 +175,9 @@ def test_ddf_matches_reference(emu, k, d, s, combine):
 
 
 @pytest.mark.parametrize('shape', [(1, 2, 1, 1, 3, 1, 1), (1, 3, 1, 9, 5, 2, 1), (2, 2, 5, 3, 3, 1, 2),
-                                   (1, 4, 9, 9, 7, 3, 1), (1, 2, 3, 3, 3, 1, 3)])
+                                   (1, 4, 9, 9, 7, 3, 1), (1, 2, 3, 3, 3, 1, 3),
+                                   # wide maps: the channel-filter gradient sums several row tiles, then the tiles
+                                   (1, 2, 11, 130, 3, 1, 1), (2, 2, 23, 260, 3, 2, 2), (1, 1, 9, 600, 1, 1, 1)])
 @pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
 def test_ddf_edge_shapes(emu, shape, dtype):
     n, c, h, w, k, d, s = shape
@@ -260,6 +190,13 @@ def all_ops(dtype=torch.float64, seed=0):
     return [carafe_case(2, 6, 5, 7, 5, 2, 2, dtype=dtype, seed=seed),
             dlu_case(2, 4, 5, 6, 5, 2, 2, dtype=dtype, seed=seed),
             ddf_case(2, 5, 9, 8, 3, 1, 2, 'mul', dtype=dtype, seed=seed)]
+
+
+def generic_ops(dtype=torch.float32, seed=0):
+    """Kernel sizes without per-pixel CUDA kernels (one thread per value), and DDF with several row tiles."""
+    return [carafe_case(1, 4, 4, 6, 9, 2, 2, dtype=dtype, seed=seed),
+            dlu_case(1, 3, 4, 5, 1, 1, 3, dtype=dtype, seed=seed),
+            ddf_case(1, 3, 10, 140, 1, 1, 1, 'add', dtype=dtype, seed=seed)]
 
 
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
@@ -299,11 +236,11 @@ def test_layouts_equal_contiguous(emu, layout, index):
 
 @pytest.mark.parametrize('max_blocks,order,seed', [(1, 0, 0), (3, 0, 0), (0, 1, 0), (0, 2, 0), (3, 2, 1), (1, 1, 0)],
                          ids=['1-block', '3-blocks', 'reversed', 'shuffled', '3-blocks-shuffled', '1-block-reversed'])
-@pytest.mark.parametrize('index', [0, 1, 2], ids=['carafe', 'dlu', 'ddf'])
+@pytest.mark.parametrize('index', range(6), ids=['carafe', 'dlu', 'ddf', 'carafe-k9', 'dlu-k1', 'ddf-tiles'])
 def test_grid_size_and_thread_order_do_not_change_results(emu, emu_config, max_blocks, order, seed, index):
     """Grid-stride loops must cover every element whatever the grid, and no result may depend on the order the
     threads run in (no races, no atomics): bitwise identical to the full grid run in order."""
-    case = all_ops(torch.float32, seed=3)[index]
+    case = (all_ops(torch.float32, seed=3) + generic_ops(seed=3))[index]
     expected = run_ops(emu, case)
     emu_config(max_blocks, order, seed)
     assert_bitwise(case[0], run_ops(emu, case), expected, f'grid {max_blocks}, order {order}')

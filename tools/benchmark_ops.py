@@ -13,10 +13,15 @@ inputs (outputs, saved tensors, workspaces, gradients), at page granularity. On 
 torch.cuda.max_memory_allocated() minus the allocated memory before the call, in this process.
 
 Ops are rows of OPS (CARAFE, fused DLU, DDF): each names its backends
-and a function making its inputs for one size.
+and a function making its inputs for one size. On CUDA, CARAFE also runs mmcv's CUDA op (backend 'mmcv') when
+mmcv with CUDA ops is importable.
+
+``--json FILE`` writes every cell as a record (op, size, backend, mode, seconds, peak bytes) with the device and
+versions; tools/gpu_check.sh uses it (and the markdown) on a GPU machine.
 
 Example: python tools/benchmark_ops.py --output carafe_bench.md
          python tools/benchmark_ops.py --sizes 120x120 --repeats 3
+         python tools/benchmark_ops.py --device cuda --json gpu.json --output gpu.md
 """
 from __future__ import annotations
 
@@ -109,6 +114,30 @@ OPS = {
     'dlu_x2': ('DLU k=5, G=1, x2', dlu_case_for(2), ('reference', 'compiled')),
     'dlu_x4': ('DLU k=5, G=1, x4', dlu_case_for(4), ('reference', 'compiled')),
 }
+
+
+def backends_for(op: str, device: str) -> tuple[str, ...]:
+    """OPS[op]'s backends, plus mmcv's CUDA CARAFE on CUDA when it is importable (the baseline the plugin's
+    CUDA kernels replace)."""
+    backends = OPS[op][2]
+    if op == 'carafe' and device == 'cuda':
+        from upsample_plugin.ops.carafe import _mmcv_cuda_carafe
+        if _mmcv_cuda_carafe() is not None:
+            backends = backends + ('mmcv',)
+    return backends
+
+
+def environment(device: str) -> dict:
+    """Device, versions and thread count of this run (recorded in the JSON)."""
+    env = dict(device=device, torch=torch.__version__, cuda=torch.version.cuda, threads=torch.get_num_threads())
+    if device == 'cuda':
+        env['gpu'] = torch.cuda.get_device_name()
+    try:
+        import mmcv
+        env['mmcv'] = mmcv.__version__
+    except ImportError:
+        env['mmcv'] = None
+    return env
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -219,6 +248,7 @@ def main(argv=None):
                         help='stop timing a case after this long once --min-repeats calls are done')
     parser.add_argument('--no-memory', action='store_true', help='skip the peak-memory subprocesses')
     parser.add_argument('--output', type=Path, help='also write the markdown table here')
+    parser.add_argument('--json', type=Path, help='also write every cell as a JSON record here')
     parser.add_argument('--measure-memory', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -240,9 +270,9 @@ def main(argv=None):
              '',
              '| op | size (low-res) | backend | fwd ms | fwd+bwd ms | fwd peak MB | fwd+bwd peak MB |',
              '|---|---|---|---:|---:|---:|---:|']
-    summary = []
+    summary, records = [], []
     for op in args.ops:
-        description, _, backends = OPS[op]
+        description, backends = OPS[op][0], backends_for(op, args.device)
         for size_text in args.sizes:
             size = parse_size(size_text)
             row = {}
@@ -251,6 +281,10 @@ def main(argv=None):
                 if not args.no_memory:
                     cell.update({f'{mode} memory': peak_memory(op, size, backend, mode, args) for mode in modes})
                 row[backend] = cell
+                for mode in modes:
+                    records.append(dict(op=op, description=description, channels=args.channels, size=list(size),
+                                        backend=backend, mode=mode, seconds=cell[mode],
+                                        peak_bytes=cell.get(f'{mode} memory')))
                 memory = (f'{mb(cell["forward memory"])} | {mb(cell["forward+backward memory"])}'
                           if not args.no_memory else '- | -')
                 lines.append(f'| {description} | {args.channels}x{size[0]}x{size[1]} | {backend} | '
@@ -264,10 +298,16 @@ def main(argv=None):
                            f'{ref["forward+backward memory"] / fast["forward+backward memory"]:.1f}x less memory')
             summary.append(f'- {description} at {args.channels}x{size[0]}x{size[1]}: compiled vs reference '
                            f'(fwd / fwd+bwd): {ratios}')
+            if 'mmcv' in row:
+                summary[-1] += (f'; compiled vs mmcv: {row["mmcv"]["forward"] / fast["forward"]:.2f}x / '
+                                f'{row["mmcv"]["forward+backward"] / fast["forward+backward"]:.2f}x faster')
     text = '\n'.join(lines + [''] + summary) + '\n'
     print(text)
     if args.output:
         args.output.write_text(text)
+    if args.json:
+        args.json.write_text(json.dumps(dict(environment=environment(args.device), repeats=args.repeats,
+                                             records=records, summary=summary), indent=1) + '\n')
 
 
 if __name__ == '__main__':

@@ -1,16 +1,21 @@
-// DLU fused reassembly, CUDA kernels (spec/dlu.md steps 5-6): one thread per output value, grid-stride loops,
-// the per-element functions of include/dlu_common.h (shared with the CPU kernels' definitions).
+// DLU fused reassembly, CUDA kernels (spec/dlu.md steps 5-6): grid-stride loops over work items, the per-element
+// functions of include/dlu_common.h (shared with the CPU kernels) and CARAFE's per-pixel and gather functions
+// (include/carafe_common.h). Deterministic: no floating-point atomics, every value has one writer.
 //
-// Forward: one thread per output value; its kernel taps are sampled from the kernel space on the fly (K' is
-// never materialised). Backward, deterministic (no floating-point atomics):
-// * grad_features: one thread per value, a gather over the output pixels that read it (kernels re-sampled).
-// * dK' (N, G, k*k, s*H, s*W), accumulation type: one thread per value (the CARAFE mask gradient). This is the
-//   one full-size temporary of the backward pass.
-// * grad_offsets: one thread per output pixel and group, from dK' and the kernel-space slopes.
-// * grad_kernel_space: a gather. Each pixel's cell (the top-left corner of its bilinear sample) is computed, the
-//   pixels of each (n, g) are stably sorted by cell (at::sort, deterministic) and bucket starts found with
-//   at::searchsorted; one thread per kernel-space value then sums the pixels of the <= 4 cells that touch it, in
-//   sorted order. Extra memory: 3 int64 values per output pixel and group, plus N*G*H*W + 1 bucket starts.
+// Forward, k in {3, 5} (cuda::dispatch_kernel_size): one work item per (n, g, chunk of kChannelChunk channels,
+// output pixel) samples the pixel's k*k kernel from the kernel space once (registers) and reassembles the chunk's
+// channels; K' is never materialised. Other k: one thread per output value, its taps sampled on the fly.
+// Backward:
+// * K' (N, G, k*k, s*H, s*W), accumulation type: sampled once per pixel (sample_kernels_kernel); grad_features is
+//   then CARAFE's gather over K' (one thread per value) instead of re-sampling ~s*s*k*k kernels per value.
+// * dK' (the CARAFE mask gradient; per-pixel with k*k register accumulators for k in {3, 5}) reuses K''s
+//   buffer once grad_features is done: the one full-size temporary of the backward pass.
+// * grad_offsets: one thread per output pixel and group, from dK' and the kernel-space slopes; it also writes
+//   the pixel's cell key (the top-left corner of its bilinear sample).
+// * grad_kernel_space: a gather. The pixels of each (n, g) are stably sorted by cell key (at::sort,
+//   deterministic) and bucket starts found with at::searchsorted; one thread per kernel-space value sums the
+//   pixels of the <= 4 cells that touch it, in sorted order, with each pixel's cell taken from its bucket (the
+//   key), never recomputed. Extra memory: 3 int64 values per output pixel and group, N*G*H*W + 1 bucket starts.
 #include <algorithm>
 
 #include <ATen/Dispatch.h>
@@ -33,52 +38,119 @@ namespace dlu {
 namespace {
 
 using cuda::blocks_for;
+using cuda::divmod;
+using cuda::DivMod;
+using cuda::kChannelChunk;
 using cuda::kThreads;
 
 #define DLU_GRID_STRIDE_LOOP(idx, total)                                                                 \
   for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < (total);       \
        idx += static_cast<int64_t>(blockDim.x) * gridDim.x)
 
+// One thread per output value (kernel sizes without a per-pixel kernel): its taps sampled on the fly.
 template <typename scalar_t>
 __global__ void forward_kernel(const scalar_t* __restrict__ feat, const scalar_t* __restrict__ ks,
                                const scalar_t* __restrict__ off, scalar_t* __restrict__ out, const Geometry geo,
                                int64_t total) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t plane = geo.h * geo.w;
+  const int64_t plane = geo.h * geo.w, oplane = geo.oh * geo.ow;
   DLU_GRID_STRIDE_LOOP(idx, total) {
-    const int64_t q = idx % geo.ow, p = (idx / geo.ow) % geo.oh, nc = idx / (geo.ow * geo.oh);
-    const int64_t ng = nc / geo.cpg, n = ng / geo.groups, g = ng % geo.groups;
+    const DivMod nc_pix = divmod(idx, oplane), pq = divmod(nc_pix.rem, geo.ow);
+    const int64_t nc = nc_pix.quot, ng = divmod(nc, geo.cpg).quot;
+    const DivMod n_g = divmod(ng, geo.groups);
     out[idx] = static_cast<scalar_t>(forward_element<scalar_t, acc_t>(
-        feat + nc * plane, ks + ng * geo.kk * plane, off + n * geo.groups * 2 * geo.ss * plane, g, p, q, geo));
+        feat + nc * plane, ks + ng * geo.kk * plane, off + n_g.quot * geo.groups * 2 * geo.ss * plane, n_g.rem,
+        pq.quot, pq.rem, geo));
   }
 }
 
-template <typename scalar_t>
-__global__ void feature_grad_kernel(const scalar_t* __restrict__ grad, const scalar_t* __restrict__ ks,
-                                    const scalar_t* __restrict__ off, scalar_t* __restrict__ grad_feat,
-                                    const Geometry geo, int64_t total) {
+// One work item per (n, g, channel chunk, output pixel): the pixel's K*K kernel is sampled once into registers,
+// then CARAFE's per-pixel reassembly walks the chunk's channels.
+template <typename scalar_t, int K>
+__global__ void forward_pixel_kernel(const scalar_t* __restrict__ feat, const scalar_t* __restrict__ ks,
+                                     const scalar_t* __restrict__ off, scalar_t* __restrict__ out, const Geometry geo,
+                                     int64_t chunks, int64_t total) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t plane = geo.h * geo.w;
+  const int64_t plane = geo.h * geo.w, oplane = geo.oh * geo.ow;
   DLU_GRID_STRIDE_LOOP(idx, total) {
-    const int64_t x = idx % geo.w, y = (idx / geo.w) % geo.h, nc = idx / plane;
-    const int64_t ng = nc / geo.cpg, n = ng / geo.groups, g = ng % geo.groups;
-    grad_feat[idx] = static_cast<scalar_t>(feature_grad_element<scalar_t, acc_t>(
-        grad + nc * geo.oh * geo.ow, ks + ng * geo.kk * plane, off + n * geo.groups * 2 * geo.ss * plane, g, y, x,
-        geo));
+    const DivMod rest_pix = divmod(idx, oplane), ng_chunk = divmod(rest_pix.quot, chunks);
+    const DivMod pq = divmod(rest_pix.rem, geo.ow), n_g = divmod(ng_chunk.quot, geo.groups);
+    const int64_t ng = ng_chunk.quot, c0 = ng_chunk.rem * kChannelChunk;
+    const int64_t channels = geo.cpg - c0 < kChannelChunk ? geo.cpg - c0 : kChannelChunk;  // no std::min: device code
+    const Sample<acc_t> sp = sample_point<scalar_t, acc_t>(off + n_g.quot * geo.groups * 2 * geo.ss * plane, n_g.rem,
+                                                           pq.quot, pq.rem, geo);
+    const scalar_t* ks_ng = ks + ng * K * K * plane;
+    acc_t taps[K * K];
+    UPSAMPLE_PLUGIN_UNROLL
+    for (int t = 0; t < K * K; ++t) taps[t] = sample_tap<scalar_t, acc_t>(ks_ng + t * plane, sp);
+    const int64_t nc0 = ng * geo.cpg + c0;
+    carafe::reassemble_pixel<K, scalar_t, acc_t>(taps, feat + nc0 * plane, out + nc0 * oplane, channels, pq.quot,
+                                                 pq.rem, geo);
   }
 }
 
-// dkp[n, g, t, p, q] = dK' (accumulation type).
+// kp[n, g, t, p, q] = K' (accumulation type): one thread per (n, g, output pixel) samples its k*k taps once.
+template <typename scalar_t>
+__global__ void sample_kernels_kernel(const scalar_t* __restrict__ ks, const scalar_t* __restrict__ off,
+                                      at::opmath_type<scalar_t>* __restrict__ kp, const Geometry geo, int64_t total) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t plane = geo.h * geo.w, oplane = geo.oh * geo.ow;
+  DLU_GRID_STRIDE_LOOP(idx, total) {
+    const DivMod ng_pix = divmod(idx, oplane), pq = divmod(ng_pix.rem, geo.ow), n_g = divmod(ng_pix.quot, geo.groups);
+    const Sample<acc_t> sp = sample_point<scalar_t, acc_t>(off + n_g.quot * geo.groups * 2 * geo.ss * plane, n_g.rem,
+                                                           pq.quot, pq.rem, geo);
+    const scalar_t* ks_ng = ks + ng_pix.quot * geo.kk * plane;
+    acc_t* dst = kp + ng_pix.quot * geo.kk * oplane + ng_pix.rem;
+    for (int64_t t = 0; t < geo.kk; ++t) dst[t * oplane] = sample_tap<scalar_t, acc_t>(ks_ng + t * plane, sp);
+  }
+}
+
+// grad_features: CARAFE's gather (carafe::feature_grad_element) over the sampled kernels kp, one thread per
+// value; the same sum as feature_grad_element of dlu_common.h, without re-sampling each kernel per value.
+template <typename scalar_t>
+__global__ void feature_grad_kernel(const scalar_t* __restrict__ grad, const at::opmath_type<scalar_t>* __restrict__ kp,
+                                    scalar_t* __restrict__ grad_feat, const Geometry geo, int64_t total) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t plane = geo.h * geo.w, oplane = geo.oh * geo.ow;
+  DLU_GRID_STRIDE_LOOP(idx, total) {
+    const DivMod nc_pix = divmod(idx, plane), yx = divmod(nc_pix.rem, geo.w);
+    const int64_t nc = nc_pix.quot, ng = divmod(nc, geo.cpg).quot;
+    grad_feat[idx] = static_cast<scalar_t>(carafe::feature_grad_element<scalar_t, acc_t, Geometry, acc_t>(
+        grad + nc * oplane, kp + ng * geo.kk * oplane, yx.quot, yx.rem, geo));
+  }
+}
+
+// dkp[n, g, t, p, q] = dK' (accumulation type), one thread per value (kernel sizes without a per-pixel kernel).
 template <typename scalar_t>
 __global__ void kernel_grad_kernel(const scalar_t* __restrict__ grad, const scalar_t* __restrict__ feat,
                                    at::opmath_type<scalar_t>* __restrict__ dkp, const Geometry geo, int64_t total) {
   using acc_t = at::opmath_type<scalar_t>;
+  const int64_t oplane = geo.oh * geo.ow;
   DLU_GRID_STRIDE_LOOP(idx, total) {
-    const int64_t q = idx % geo.ow, p = (idx / geo.ow) % geo.oh;
-    const int64_t t = (idx / (geo.ow * geo.oh)) % geo.kk, ng = idx / (geo.ow * geo.oh * geo.kk);
-    const int64_t first = ng * geo.cpg;
-    dkp[idx] = kernel_grad_element<scalar_t, acc_t>(grad + first * geo.oh * geo.ow, feat + first * geo.h * geo.w,
-                                                    t / geo.k, t % geo.k, p, q, geo);
+    const DivMod rest_pix = divmod(idx, oplane), ng_t = divmod(rest_pix.quot, geo.kk);
+    const DivMod pq = divmod(rest_pix.rem, geo.ow), ab = divmod(ng_t.rem, geo.k);
+    const int64_t first = ng_t.quot * geo.cpg;
+    dkp[idx] = kernel_grad_element<scalar_t, acc_t>(grad + first * oplane, feat + first * geo.h * geo.w, ab.quot,
+                                                    ab.rem, pq.quot, pq.rem, geo);
+  }
+}
+
+// dK' with one work item per (n, g, output pixel): CARAFE's per-pixel mask gradient, K*K accumulators.
+template <typename scalar_t, int K>
+__global__ void kernel_grad_pixel_kernel(const scalar_t* __restrict__ grad, const scalar_t* __restrict__ feat,
+                                         at::opmath_type<scalar_t>* __restrict__ dkp, const Geometry geo,
+                                         int64_t total) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t oplane = geo.oh * geo.ow;
+  DLU_GRID_STRIDE_LOOP(idx, total) {
+    const DivMod ng_pix = divmod(idx, oplane), pq = divmod(ng_pix.rem, geo.ow);
+    const int64_t first = ng_pix.quot * geo.cpg;
+    acc_t acc[K * K];
+    carafe::mask_grad_pixel<K, scalar_t, acc_t>(grad + first * oplane, feat + first * geo.h * geo.w, pq.quot,
+                                                pq.rem, geo, acc);
+    acc_t* dst = dkp + ng_pix.quot * K * K * oplane + ng_pix.rem;
+    UPSAMPLE_PLUGIN_UNROLL
+    for (int t = 0; t < K * K; ++t) dst[t * oplane] = acc[t];
   }
 }
 
@@ -91,13 +163,14 @@ __global__ void offset_grad_kernel(const at::opmath_type<scalar_t>* __restrict__
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t plane = geo.h * geo.w, oplane = geo.oh * geo.ow;
   DLU_GRID_STRIDE_LOOP(idx, total) {
-    const int64_t q = idx % geo.ow, p = (idx / geo.ow) % geo.oh, ng = idx / oplane;
-    const int64_t n = ng / geo.groups, g = ng % geo.groups;
+    const DivMod ng_pix = divmod(idx, oplane), pq = divmod(ng_pix.rem, geo.ow), n_g = divmod(ng_pix.quot, geo.groups);
+    const int64_t ng = ng_pix.quot, n = n_g.quot, g = n_g.rem, p = pq.quot, q = pq.rem;
+    const DivMod ph = divmod(p, geo.s), qw = divmod(q, geo.s);
     const scalar_t* off_n = off + n * geo.groups * 2 * geo.ss * plane;
     acc_t gx, gy;
     offset_grad_element<scalar_t, acc_t, acc_t>(dkp + ng * geo.kk * oplane, ks + ng * geo.kk * plane, off_n, g, p,
                                                 q, geo, &gx, &gy);
-    const int64_t sub = (p % geo.s) * geo.s + q % geo.s, pix = (p / geo.s) * geo.w + q / geo.s;
+    const int64_t sub = ph.rem * geo.s + qw.rem, pix = ph.quot * geo.w + qw.quot;
     scalar_t* goff_n = grad_off + n * geo.groups * 2 * geo.ss * plane;
     goff_n[((g * 2) * geo.ss + sub) * plane + pix] = static_cast<scalar_t>(gx);
     goff_n[((g * 2 + 1) * geo.ss + sub) * plane + pix] = static_cast<scalar_t>(gy);
@@ -116,9 +189,9 @@ __global__ void kernel_space_grad_kernel(const at::opmath_type<scalar_t>* __rest
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t plane = geo.h * geo.w, oplane = geo.oh * geo.ow;
   DLU_GRID_STRIDE_LOOP(idx, total) {
-    const int64_t X = idx % geo.w, Y = (idx / geo.w) % geo.h;
-    const int64_t t = (idx / plane) % geo.kk, ng = idx / (plane * geo.kk);
-    const int64_t n = ng / geo.groups, g = ng % geo.groups;
+    const DivMod rest_pix = divmod(idx, plane), ng_t = divmod(rest_pix.quot, geo.kk);
+    const DivMod yx = divmod(rest_pix.rem, geo.w), n_g = divmod(ng_t.quot, geo.groups);
+    const int64_t X = yx.rem, Y = yx.quot, t = ng_t.rem, ng = ng_t.quot, n = n_g.quot, g = n_g.rem;
     grad_ks[idx] = static_cast<scalar_t>(kernel_space_grad_element<scalar_t, acc_t, acc_t>(
         dkp + ng * geo.kk * oplane, off + n * geo.groups * 2 * geo.ss * plane, order, start + ng * plane,
         ng * oplane, g, t, Y, X, geo));
@@ -134,13 +207,24 @@ at::Tensor dlu_forward_cuda(const at::Tensor& features, const at::Tensor& kernel
   if (features.numel() == 0) return at::zeros({geo.n, geo.c, geo.oh, geo.ow}, options);
   const at::Tensor f = features.contiguous(), ks = kernel_space.contiguous(), off = offsets.contiguous();
   at::Tensor out = at::empty({geo.n, geo.c, geo.oh, geo.ow}, options);
-  const int64_t total = out.numel();
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, f.scalar_type(), "dlu_forward_cuda", [&] {
-    forward_kernel<scalar_t><<<blocks_for(total), kThreads, 0, stream>>>(
-        f.const_data_ptr<scalar_t>(), ks.const_data_ptr<scalar_t>(), off.const_data_ptr<scalar_t>(),
-        out.mutable_data_ptr<scalar_t>(), geo, total);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    cuda::dispatch_kernel_size(geo.k, [&](auto kernel_size_constant) {
+      constexpr int K = decltype(kernel_size_constant)::value;
+      if constexpr (K > 0) {
+        const int64_t chunks = (geo.cpg + kChannelChunk - 1) / kChannelChunk;
+        const int64_t total = geo.n * geo.groups * chunks * geo.oh * geo.ow;
+        forward_pixel_kernel<scalar_t, K><<<blocks_for(total), kThreads, 0, stream>>>(
+            f.const_data_ptr<scalar_t>(), ks.const_data_ptr<scalar_t>(), off.const_data_ptr<scalar_t>(),
+            out.mutable_data_ptr<scalar_t>(), geo, chunks, total);
+      } else {
+        const int64_t total = out.numel();
+        forward_kernel<scalar_t><<<blocks_for(total), kThreads, 0, stream>>>(
+            f.const_data_ptr<scalar_t>(), ks.const_data_ptr<scalar_t>(), off.const_data_ptr<scalar_t>(),
+            out.mutable_data_ptr<scalar_t>(), geo, total);
+      }
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
   });
   return out;
 }
@@ -169,17 +253,31 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dlu_backward_cuda(const at::Tenso
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, f.scalar_type(), "dlu_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
+    // K', then (same buffer, after the gather that reads it, in stream order) dK'.
+    at::Tensor kp = at::empty({geo.n * geo.groups * geo.kk, geo.oh, geo.ow},
+                              options.dtype(c10::CppTypeToScalarType<acc_t>::value));
+    sample_kernels_kernel<scalar_t><<<blocks_for(pixels), kThreads, 0, stream>>>(
+        ks.const_data_ptr<scalar_t>(), off.const_data_ptr<scalar_t>(), kp.mutable_data_ptr<acc_t>(), geo, pixels);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
     const int64_t feat_total = grad_features.numel();
     feature_grad_kernel<scalar_t><<<blocks_for(feat_total), kThreads, 0, stream>>>(
-        d.const_data_ptr<scalar_t>(), ks.const_data_ptr<scalar_t>(), off.const_data_ptr<scalar_t>(),
-        grad_features.mutable_data_ptr<scalar_t>(), geo, feat_total);
+        d.const_data_ptr<scalar_t>(), kp.const_data_ptr<acc_t>(), grad_features.mutable_data_ptr<scalar_t>(), geo,
+        feat_total);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
-    at::Tensor dkp = at::empty({geo.n * geo.groups * geo.kk, geo.oh, geo.ow},
-                               options.dtype(c10::CppTypeToScalarType<acc_t>::value));
-    const int64_t dk_total = dkp.numel();
-    kernel_grad_kernel<scalar_t><<<blocks_for(dk_total), kThreads, 0, stream>>>(
-        d.const_data_ptr<scalar_t>(), f.const_data_ptr<scalar_t>(), dkp.mutable_data_ptr<acc_t>(), geo, dk_total);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    at::Tensor dkp = kp;
+    cuda::dispatch_kernel_size(geo.k, [&](auto kernel_size_constant) {
+      constexpr int K = decltype(kernel_size_constant)::value;
+      if constexpr (K > 0) {
+        kernel_grad_pixel_kernel<scalar_t, K><<<blocks_for(pixels), kThreads, 0, stream>>>(
+            d.const_data_ptr<scalar_t>(), f.const_data_ptr<scalar_t>(), dkp.mutable_data_ptr<acc_t>(), geo, pixels);
+      } else {
+        const int64_t dk_total = dkp.numel();
+        kernel_grad_kernel<scalar_t><<<blocks_for(dk_total), kThreads, 0, stream>>>(
+            d.const_data_ptr<scalar_t>(), f.const_data_ptr<scalar_t>(), dkp.mutable_data_ptr<acc_t>(), geo,
+            dk_total);
+      }
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
     offset_grad_kernel<scalar_t><<<blocks_for(pixels), kThreads, 0, stream>>>(
         dkp.const_data_ptr<acc_t>(), ks.const_data_ptr<scalar_t>(), off.const_data_ptr<scalar_t>(),
         grad_offsets.mutable_data_ptr<scalar_t>(), cell.mutable_data_ptr<int64_t>(), geo, pixels);

@@ -64,10 +64,11 @@ HOST_DEVICE acc_t forward_element(const scalar_t* feat, const scalar_t* mask, in
 }
 
 // d features[n, c, y0, x0]: a gather over the output pixels that read (y0, x0), no atomics.
-// grad: grad_output + (n*C + c)*OH*OW; mask: masks + (n*G + g(c))*k*k*OH*OW.
-template <typename scalar_t, typename acc_t>
-HOST_DEVICE acc_t feature_grad_element(const scalar_t* grad, const scalar_t* mask, int64_t y0, int64_t x0,
-                                       const Geometry& geo) {
+// grad: grad_output + (n*C + c)*OH*OW; mask: masks + (n*G + g(c))*k*k*OH*OW, of any type (DLU gathers with its
+// sampled kernels, held in acc_t).
+template <typename scalar_t, typename acc_t, typename Geo = Geometry, typename mask_t = scalar_t>
+HOST_DEVICE acc_t feature_grad_element(const scalar_t* grad, const mask_t* mask, int64_t y0, int64_t x0,
+                                       const Geo& geo) {
   const int64_t plane = geo.oh * geo.ow;
   const int64_t a0 = gather_tap_begin(y0, geo.r, geo.h), a1 = gather_tap_end(y0, geo.r, geo.k);
   const int64_t b0 = gather_tap_begin(x0, geo.r, geo.w), b1 = gather_tap_end(x0, geo.r, geo.k);
@@ -78,7 +79,7 @@ HOST_DEVICE acc_t feature_grad_element(const scalar_t* grad, const scalar_t* mas
       const int64_t p = prow + i;
       for (int64_t b = b0; b < b1; ++b) {
         const int64_t qcol = (x0 - b + geo.r) * geo.s;
-        const scalar_t* m = mask + (a * geo.k + b) * plane + p * geo.ow + qcol;
+        const mask_t* m = mask + (a * geo.k + b) * plane + p * geo.ow + qcol;
         const scalar_t* d = grad + p * geo.ow + qcol;
         for (int64_t j = 0; j < geo.s; ++j) {
           acc += static_cast<acc_t>(d[j]) * static_cast<acc_t>(m[j]);
@@ -105,6 +106,64 @@ HOST_DEVICE acc_t mask_grad_element(const scalar_t* grad, const scalar_t* feat, 
     acc += static_cast<acc_t>(d[c * plane]) * static_cast<acc_t>(f[c * src_plane]);
   }
   return acc;
+}
+
+// ---- per-pixel functions (the CUDA kernels for the kernel sizes K of cuda::dispatch_kernel_size) ------------
+// One work item is an output pixel: its K*K kernel (or K*K accumulators) is held in registers (loops over taps
+// unrolled) while the item walks the group's channels, so the per-pixel values are read or written once instead of
+// once per channel (or per tap). The sums are those of the per-element functions above, in the same order.
+
+// out[c, p, q] for the channels [0, channels) that `feat` and `out` start at: sum over taps in (a, b) order of
+// m[a*K + b] * x (forward_element's sum). feat: features + (n*C + c0)*H*W; out: output + (n*C + c0)*OH*OW.
+template <int K, typename scalar_t, typename acc_t, typename Geo>
+HOST_DEVICE void reassemble_pixel(const acc_t* m, const scalar_t* feat, scalar_t* out, int64_t channels, int64_t p,
+                                  int64_t q, const Geo& geo) {
+  const int64_t src_plane = geo.h * geo.w, plane = geo.oh * geo.ow, pix = p * geo.ow + q;
+  const int64_t py = p / geo.s, px = q / geo.s;
+  const int64_t a0 = tap_begin(py, geo.r), a1 = tap_end(py, geo.r, K, geo.h);
+  const int64_t b0 = tap_begin(px, geo.r), b1 = tap_end(px, geo.r, K, geo.w);
+  const int64_t corner = (py - geo.r) * geo.w + px - geo.r;  // index of tap (0, 0), negative near the border
+  for (int64_t c = 0; c < channels; ++c) {
+    const scalar_t* f = feat + c * src_plane;
+    acc_t acc = acc_t(0);
+    UPSAMPLE_PLUGIN_UNROLL
+    for (int a = 0; a < K; ++a) {
+      if (a < a0 || a >= a1) continue;
+      UPSAMPLE_PLUGIN_UNROLL
+      for (int b = 0; b < K; ++b) {
+        if (b < b0 || b >= b1) continue;
+        acc += m[a * K + b] * static_cast<acc_t>(f[corner + a * geo.w + b]);
+      }
+    }
+    out[c * plane + pix] = static_cast<scalar_t>(acc);
+  }
+}
+
+// acc[a*K + b] = d masks[n, g*K*K + a*K + b, p, q] (mask_grad_element's channel sum, in channel order); taps
+// reading outside the map get 0. grad: grad_output + (n*C + g*C/G)*OH*OW; feat: features + (n*C + g*C/G)*H*W.
+template <int K, typename scalar_t, typename acc_t, typename Geo>
+HOST_DEVICE void mask_grad_pixel(const scalar_t* grad, const scalar_t* feat, int64_t p, int64_t q, const Geo& geo,
+                                 acc_t* acc) {
+  const int64_t src_plane = geo.h * geo.w, plane = geo.oh * geo.ow;
+  const int64_t py = p / geo.s, px = q / geo.s;
+  const int64_t a0 = tap_begin(py, geo.r), a1 = tap_end(py, geo.r, K, geo.h);
+  const int64_t b0 = tap_begin(px, geo.r), b1 = tap_end(px, geo.r, K, geo.w);
+  UPSAMPLE_PLUGIN_UNROLL
+  for (int t = 0; t < K * K; ++t) acc[t] = acc_t(0);
+  const int64_t corner = (py - geo.r) * geo.w + px - geo.r;  // index of tap (0, 0), negative near the border
+  for (int64_t c = 0; c < geo.cpg; ++c) {
+    const acc_t dv = static_cast<acc_t>(grad[c * plane + p * geo.ow + q]);
+    const scalar_t* f = feat + c * src_plane;
+    UPSAMPLE_PLUGIN_UNROLL
+    for (int a = 0; a < K; ++a) {
+      if (a < a0 || a >= a1) continue;
+      UPSAMPLE_PLUGIN_UNROLL
+      for (int b = 0; b < K; ++b) {
+        if (b < b0 || b >= b1) continue;
+        acc[a * K + b] += dv * static_cast<acc_t>(f[corner + a * geo.w + b]);
+      }
+    }
+  }
 }
 
 // ---- host-only argument checks ---------------------------------------------------------------------------

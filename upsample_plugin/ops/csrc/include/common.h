@@ -15,6 +15,14 @@
 #define HOST_DEVICE inline
 #endif
 
+// Full unrolling of the fixed-size tap loops of the CUDA kernels (K a template parameter), so the per-pixel
+// kernels and accumulators stay in registers; a no-op for host compilers.
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define UPSAMPLE_PLUGIN_UNROLL _Pragma("unroll")
+#else
+#define UPSAMPLE_PLUGIN_UNROLL
+#endif
+
 // Device code paths of the shared per-element functions: nvcc's device pass, or the CPU emulation of the CUDA
 // kernels in the tests (tests/cuda_emulation.h), which compiles the .cu files as C++ and must run what a GPU runs.
 #if defined(__CUDA_ARCH__) || defined(UPSAMPLE_PLUGIN_EMULATE_CUDA)

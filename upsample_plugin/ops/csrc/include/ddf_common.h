@@ -117,14 +117,14 @@ HOST_DEVICE acc_t spatial_grad_element(const scalar_t* grad, const scalar_t* fea
   return acc;
 }
 
-// d channel_filter[b, c, t] = sum_{y, x} dout[b, c, y, x] * feat[b, c, tap t of (y, x)] (* spatial[b, t, y, x]
-// for 'mul'), rows then columns. grad: grad_output + (b*C + c)*OH*OW; feat: features + (b*C + c)*H*W;
-// spat: spatial_filter + b*k*k*OH*OW.
+// The part of channel_grad_element's sum over the output rows [row_begin, row_end), rows then columns: the CUDA
+// kernel sums fixed row tiles with this and then the tiles in order (two fixed-order levels, deterministic).
 template <typename scalar_t, typename acc_t>
-HOST_DEVICE acc_t channel_grad_element(const scalar_t* grad, const scalar_t* feat, const scalar_t* spat, int64_t t,
-                                       const Geometry& geo) {
+HOST_DEVICE acc_t channel_grad_rows(const scalar_t* grad, const scalar_t* feat, const scalar_t* spat, int64_t t,
+                                    int64_t row_begin, int64_t row_end, const Geometry& geo) {
   const int64_t offy = (t / geo.k - geo.r) * geo.d, offx = (t % geo.k - geo.r) * geo.d;
-  const int64_t y0 = out_begin(offy, geo.s), y1 = out_end(offy, geo.s, geo.h, geo.oh);
+  const int64_t yb = out_begin(offy, geo.s), ye = out_end(offy, geo.s, geo.h, geo.oh);
+  const int64_t y0 = yb > row_begin ? yb : row_begin, y1 = ye < row_end ? ye : row_end;
   const int64_t x0 = out_begin(offx, geo.s), x1 = out_end(offx, geo.s, geo.w, geo.ow);
   const scalar_t* st = spat + t * geo.oh * geo.ow;
   acc_t acc = acc_t(0);
@@ -138,6 +138,43 @@ HOST_DEVICE acc_t channel_grad_element(const scalar_t* grad, const scalar_t* fea
     }
   }
   return acc;
+}
+
+// d channel_filter[b, c, t] = sum_{y, x} dout[b, c, y, x] * feat[b, c, tap t of (y, x)] (* spatial[b, t, y, x]
+// for 'mul'), rows then columns. grad: grad_output + (b*C + c)*OH*OW; feat: features + (b*C + c)*H*W;
+// spat: spatial_filter + b*k*k*OH*OW.
+template <typename scalar_t, typename acc_t>
+HOST_DEVICE acc_t channel_grad_element(const scalar_t* grad, const scalar_t* feat, const scalar_t* spat, int64_t t,
+                                       const Geometry& geo) {
+  return channel_grad_rows<scalar_t, acc_t>(grad, feat, spat, t, 0, geo.oh, geo);
+}
+
+// acc[t] = d spatial_filter[b, t, y, x] for the K*K taps t of output pixel (y, x): spatial_grad_element's channel
+// sums, in channel order, with the accumulators in registers so each grad_output value is read once (not K*K
+// times); taps outside the map get 0. grad, feat, chan as in spatial_grad_element.
+template <int K, typename scalar_t, typename acc_t>
+HOST_DEVICE void spatial_grad_pixel(const scalar_t* grad, const scalar_t* feat, const scalar_t* chan, int64_t y,
+                                    int64_t x, const Geometry& geo, acc_t* acc) {
+  const int64_t plane = geo.oh * geo.ow, src_plane = geo.h * geo.w, pix = y * geo.ow + x;
+  UPSAMPLE_PLUGIN_UNROLL
+  for (int t = 0; t < K * K; ++t) acc[t] = acc_t(0);
+  for (int64_t c = 0; c < geo.c; ++c) {
+    const acc_t g = static_cast<acc_t>(grad[c * plane + pix]);
+    const scalar_t* f = feat + c * src_plane;
+    UPSAMPLE_PLUGIN_UNROLL
+    for (int iy = 0; iy < K; ++iy) {
+      const int64_t row = y * geo.s + (iy - geo.r) * geo.d;
+      if (row < 0 || row >= geo.h) continue;
+      UPSAMPLE_PLUGIN_UNROLL
+      for (int ix = 0; ix < K; ++ix) {
+        const int64_t col = x * geo.s + (ix - geo.r) * geo.d;
+        if (col < 0 || col >= geo.w) continue;
+        const int t = iy * K + ix;
+        const acc_t v = g * static_cast<acc_t>(f[row * geo.w + col]);
+        acc[t] += geo.mul ? v * static_cast<acc_t>(chan[c * K * K + t]) : v;
+      }
+    }
+  }
 }
 
 // ---- host-only argument checks ---------------------------------------------------------------------------

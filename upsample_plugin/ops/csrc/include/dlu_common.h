@@ -12,8 +12,8 @@
 //   tap value / its position derivative. Positions reproduce the reference's rounding (normalise with
 //   2/(size-1), un-normalise with (size-1)/2, as dlu_expand_kernels + grid_sample do), so the compiled op and
 //   the reference take the same side of the bilinear kinks at integer positions (zero offsets, DLU's init).
-// * Per-element functions (HOST_DEVICE): the bodies of the CUDA kernels; the CPU kernels stage the same values
-//   row-wise.
+// * Per-element functions (HOST_DEVICE): the definition of each value, and the bodies of the CUDA kernels for
+//   kernel sizes without per-pixel kernels (cuda/dlu_cuda.cu); the CPU kernels stage the same values row-wise.
 // * Host-only argument checks (dlu_check_forward / dlu_check_backward).
 #pragma once
 
@@ -154,7 +154,8 @@ HOST_DEVICE acc_t forward_element(const scalar_t* feat, const scalar_t* ks, cons
 }
 
 // d features[n, c, y0, x0]: a gather over the output pixels that read (y0, x0), their kernels sampled on the fly.
-// grad: grad_output + (n*C + c)*OH*OW; ks, off as in forward_element.
+// grad: grad_output + (n*C + c)*OH*OW; ks, off as in forward_element. The definition: the CUDA backward samples
+// each pixel's kernel once and runs CARAFE's gather (carafe::feature_grad_element) on them, the same sum.
 template <typename scalar_t, typename acc_t>
 HOST_DEVICE acc_t feature_grad_element(const scalar_t* grad, const scalar_t* ks, const scalar_t* off, int64_t g,
                                        int64_t y0, int64_t x0, const Geometry& geo) {
