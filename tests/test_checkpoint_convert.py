@@ -28,13 +28,14 @@ from mmengine.registry import DefaultScope
 from mmseg.models.decode_heads import UPerHead
 
 import upsample_plugin  # noqa: F401  (registers the upsamplers and the mm integration)
-from upsample_plugin import FADE, LDA_AQU, SAPA, CARAFEPack, DDFUpPack, DLUPack, DySample, FADELite
+from upsample_plugin import (FADE, FRFU, LDA_AQU, SAPA, CARAFEPack, DDFUpPack, DLUPack, DySample, FADELite,
+                             FreqFusion)
 from upsample_plugin.checkpoints import (SOURCES, UnsupportedSourceError, convert_checkpoint, convert_state_dict,
                                          load_checkpoint_file)
 from upsample_plugin.models.necks import UpsampleFPN
 from upsample_plugin.models.seg_heads import UpsampleUPerHead
 from upsample_plugin.ops import carafe as plugin_carafe
-from upsample_test_utils import load_official
+from upsample_test_utils import check_official_tuple, load_official
 
 ROOT = Path(__file__).parents[1]
 MMDET_CONFIGS = Path(mmdet.__file__).parent / '.mim' / 'configs'
@@ -154,6 +155,39 @@ def pixel_shuffle_pack(channels, upsample_kernel=3, scale_factor=2):
 def conv_transpose(channels, kernel=3):
     """``nn.ConvTranspose2d(C, C, k)`` (weight (in, out, k, k))."""
     return conv(channels, channels, kernel)
+
+
+def freqfusion(hr_channels, lr_channels=None, compressed_channels=64, lowpass_kernel=5, highpass_kernel=3,
+               encoder_kernel=3, feature_resample=True, feature_resample_group=4, feature_resample_norm=True,
+               hamming_window=True):
+    """``FreqFusion.__init__`` (Linwei-Chen/FreqFusion FreqFusion.py, up_group 1, ``'sim_concat'``) and its
+    ``LocalSimGuidedSampler``: compressors, ALPF/AHPF encoders, Hamming buffers, sampler convs, norms, init_pos."""
+    lr_channels = lr_channels or hr_channels
+    cm, ke = compressed_channels, encoder_kernel
+    table = {'hamming_lowpass': (1, 1, lowpass_kernel, lowpass_kernel) if hamming_window else (1,),
+             'hamming_highpass': (1, 1, highpass_kernel, highpass_kernel) if hamming_window else (1,),
+             **conv(cm, hr_channels, 1, name='hr_channel_compressor'),
+             **conv(cm, lr_channels, 1, name='lr_channel_compressor'),
+             **conv(lowpass_kernel ** 2, cm, ke, name='content_encoder'),
+             **conv(highpass_kernel ** 2, cm, ke, name='content_encoder2')}
+    if feature_resample:
+        g = feature_resample_group
+        for name, out_ch in (('offset', 8 * g), ('direct_scale', 8 * g), ('hr_offset', 2 * g),
+                             ('hr_direct_scale', 2 * g)):
+            table.update(conv(out_ch, cm + 8, ke, name=f'dysampler.{name}'))
+        if feature_resample_norm:
+            table.update({f'dysampler.norm_{x}.{p}': (cm,) for x in ('hr', 'lr') for p in ('weight', 'bias')})
+        table['dysampler.init_pos'] = (1, 8 * g, 1, 1)
+    return table
+
+
+def frfu(in_channels, scale_factor=2, groups=4, sample_k=3):
+    """``FRFU.__init__`` (yisi-xj/Relaxed-Receptive-Field-for-Adaptive-Upsampling frfu.py; ``coord_base`` is not
+    persistent)."""
+    points = 2 * groups * scale_factor ** 2
+    return {**conv(points, in_channels, name='offset'), **conv(points, in_channels, name='offset_mask'),
+            **conv(sample_k ** 2, in_channels, name='sample_kernel'), **conv(sample_k ** 2, in_channels,
+                                                                              name='kernel_mask')}
 
 
 def prefixed(prefix, table):
@@ -350,6 +384,7 @@ FIXTURE_SOURCES = {
     'dysample_lp_dyscope_s2': (DySample, 'dysample'), 'dysample_pl_s2': (DySample, 'dysample'),
     'dysample_pl_dyscope_s2': (DySample, 'dysample'), 'lda_aqu_default': (LDA_AQU, 'lda_aqu'),
     'fade_gated': (FADE, 'fade'), 'fade_lite': (FADELite, 'fade'), 'sapa_base': (SAPA, 'sapa'),
+    'frfu_default': (FRFU, 'frfu'), 'frfu_g8_k5': (FRFU, 'frfu'), 'frfu_s3_g2': (FRFU, 'frfu'),
 }
 
 
@@ -370,6 +405,26 @@ def test_official_module_state_dicts_convert_and_reproduce_outputs(name):
     grads = torch.autograd.grad((out * fixture['grad_weight']).sum(), inputs)
     for key, grad in zip(fixture['forward_args'], grads):
         torch.testing.assert_close(grad, fixture['input_grads'][key], rtol=0, atol=1e-8)
+
+
+@pytest.mark.parametrize('name', ['freqfusion_default', 'freqfusion_nocomp_k3k5', 'freqfusion_resample_g4',
+                                  'freqfusion_segnext_sim'])
+def test_official_freqfusion_state_dicts_convert_and_reproduce_the_official_tuple(name):
+    """FreqFusion's state dicts are recognised, loaded strictly into the module the reported config builds, and
+    reproduce the official ``(mask_lr, hr_feat, lr_feat)`` and input gradients (float64, 1e-8)."""
+    fixture = load_official(name)
+    conversion = convert_state_dict(fixture['state_dict'])
+    report = conversion.components[0]
+    assert report.source == 'freqfusion' and report.renamed == {} and report.dropped == {}
+    assert any('comp_feat_upsample' in note for note in report.notes)
+    cfg = dict(report.plugin_cfg)
+    assert cfg.pop('type') == 'freqfusion'
+    # What the state dict cannot tell (the report's note): the flags without parameters, and the feature width.
+    flags = {k: fixture['init_args'][k] for k in ('comp_feat_upsample', 'semi_conv', 'hr_residual')}
+    module = FreqFusion(lr_channels=fixture['inputs']['lr_feat'].shape[1], **flags, **cfg).double()
+    module.load_state_dict(conversion.state_dict, strict=True)
+    assert_landed(fixture['state_dict'], module)
+    check_official_tuple(module, fixture)
 
 
 def test_fade_lite_and_dysample_copies_are_told_apart_for_the_plugin_config():
@@ -469,6 +524,32 @@ def test_fpn_carafe_layout_necks(source, upsample_cfg, upsampler):
     assert report.plugin_cfg['upsample_cfg']['type'] == upsample_cfg['type']
     assert report.renamed == {} and report.dropped == {}
     assert_landed(official, neck)
+    hinted = UpsampleFPN(**without_type(report.plugin_cfg), num_outs=5)
+    hinted.load_state_dict(conversion.state_dict, strict=True)
+
+
+@pytest.mark.parametrize('kind', ['freqfusion', 'frfu'])
+def test_freqfusion_and_frfu_fpn_necks(kind):
+    """FreqFusionCARAFEFPN (its four modules in ``alignment``) and FRFU's FPN_CARAFE_Upsample (mmdet's names)
+    -> UpsampleFPN(topology='fpn_carafe'): ``alignment.N.`` becomes ``upsample_modules.N.``."""
+    official = fill(fpn_carafe_neck(SMALL_IN, WIDTH, 5, None))
+    if kind == 'freqfusion':
+        module_table = freqfusion(WIDTH, compressed_channels=8)
+        upsample_cfg = dict(type='freqfusion', compressed_channels=8, feature_resample=True)
+        attr, source = 'alignment', 'freqfusion_carafe_fpn'
+    else:
+        module_table = frfu(WIDTH)
+        upsample_cfg, attr, source = dict(type='frfu'), 'upsample_modules', 'fpn_carafe_upsample'
+    for j in range(4):
+        official.update(fill(prefixed(f'{attr}.{j}.', module_table), seed=j + 1))
+    neck = UpsampleFPN(SMALL_IN, WIDTH, 5, upsample_cfg=upsample_cfg, topology='fpn_carafe')
+    conversion = convert_and_load(official, neck)
+    report = conversion.components[0]
+    assert report.source == source and report.plugin_cfg['topology'] == 'fpn_carafe'
+    assert report.plugin_cfg['upsample_cfg']['type'] == kind
+    renamed = {k: 'upsample_modules.' + k[len('alignment.'):] for k in official if k.startswith('alignment.')}
+    assert report.renamed == renamed and report.dropped == {}
+    assert_landed(official, neck, renamed)
     hinted = UpsampleFPN(**without_type(report.plugin_cfg), num_outs=5)
     hinted.load_state_dict(conversion.state_dict, strict=True)
 

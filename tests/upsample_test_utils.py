@@ -31,6 +31,21 @@ def check_official(module: torch.nn.Module, fixture: dict, atol: float = 1e-8) -
         torch.testing.assert_close(grad, fixture['input_grads'][key], rtol=0, atol=atol)
 
 
+def check_official_tuple(module: torch.nn.Module, fixture: dict, atol: float = 1e-8, **kwargs) -> None:
+    """The tuple-valued official fixtures (FreqFusion: ``(mask_lr, hr_feat, lr_feat)``) through the module's
+    ``official_forward``: every output, and the input gradients of ``sum_i (output[i] * grad_weight[i]).sum()``.
+    ``module`` must already hold the fixture's state dict in float64."""
+    inputs = [fixture['inputs'][k].clone().requires_grad_() for k in fixture['forward_args']]
+    outputs = module.official_forward(*inputs, **kwargs)
+    assert len(outputs) == len(fixture['output']) == len(fixture['output_names'])
+    for out, expected in zip(outputs, fixture['output']):
+        torch.testing.assert_close(out, expected, rtol=0, atol=atol)
+    loss = sum((out * weight).sum() for out, weight in zip(outputs, fixture['grad_weight']))
+    grads = torch.autograd.grad(loss, inputs)
+    for key, grad in zip(fixture['forward_args'], grads):
+        torch.testing.assert_close(grad, fixture['input_grads'][key], rtol=0, atol=atol)
+
+
 def carafe_loop(features: torch.Tensor, masks: torch.Tensor, kernel_size: int, group_size: int,
                 scale_factor: int) -> torch.Tensor:
     """CARAFE straight from the formula of spec/carafe.md, one output pixel and one tap at a time.

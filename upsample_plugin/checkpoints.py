@@ -19,6 +19,9 @@ of ``tests/data/official`` with ``strict=True``; ``UpsampleFPN`` uses mmdet's ``
 * The NVlabs SegFormer head of ``poppinace/fade`` (``segformer/segformer_head.py``) loads into the plugin's
   ``NVlabsSegFormerHead`` with its own names (``linear_c*``, ``linear_fuse``, ``linear_pred``, ``upsamplers.N``);
   the ``conv_seg`` that mmseg 0.x's ``BaseDecodeHead`` builds and NVlabs never uses is dropped.
+* FreqFusion's ``FreqFusionCARAFEFPN`` (``Linwei-Chen/FreqFusion``, mmdet 2.28.1 fork) holds its four modules in
+  ``alignment``: ``alignment.N.*`` becomes ``upsample_modules.N.*`` of ``UpsampleFPN(topology='fpn_carafe')``
+  with ``upsample_cfg=dict(type='freqfusion', ...)``. FRFU's ``FPN_CARAFE_Upsample`` keeps mmdet's names.
 
 and what cannot be converted raises ``ValueError`` with the reason: the NeurIPS SAPA of ``poppinace/sapa``
 (LayerNorm + Linear, not implemented, see ``upsamplers/sapa.py``), and any key no rule of the detected source
@@ -164,6 +167,30 @@ def _deconv_cfg(shapes: Shapes) -> Dict[str, Any]:
     return dict(kernel_size=shapes['weight'][-1])
 
 
+def _freqfusion_cfg(shapes: Shapes) -> Dict[str, Any]:
+    """One group (the official module crashes for more, spec/freqfusion.md quirk 1): the encoders have k**2
+    outputs. The sampler's offset conv reads 8 similarity channels with ``'sim'`` (SegNeXt), C_m + 8 otherwise."""
+    compressor = shapes['hr_channel_compressor.weight']
+    cfg: Dict[str, Any] = dict(hr_channels=compressor[1], compressed_channels=compressor[0],
+                               lowpass_kernel=math.isqrt(shapes['content_encoder.weight'][0]),
+                               encoder_kernel=shapes['content_encoder.weight'][-1],
+                               use_high_pass='content_encoder2.weight' in shapes,
+                               hamming_window=len(shapes['hamming_lowpass']) == 4,
+                               feature_resample='dysampler.offset.weight' in shapes)
+    if cfg['use_high_pass']:
+        cfg['highpass_kernel'] = math.isqrt(shapes['content_encoder2.weight'][0])
+    if cfg['feature_resample']:
+        cfg.update(feature_resample_group=shapes['dysampler.hr_offset.weight'][0] // 2,
+                   feature_resample_norm='dysampler.norm_hr.weight' in shapes,
+                   direction_feat='sim' if shapes['dysampler.offset.weight'][1] == 8 else 'sim_concat')
+    return cfg
+
+
+def _frfu_cfg(shapes: Shapes) -> Dict[str, Any]:
+    """``offset`` has 2*G*s^2 outputs: the groups assume x2, the ratio of every neck/head step."""
+    return dict(groups=shapes['offset.weight'][0] // 8, sample_k=math.isqrt(shapes['sample_kernel.weight'][0]))
+
+
 def _lda_aqu_cfg(shapes: Shapes) -> Dict[str, Any]:
     return dict(rpb='relative_position_bias_table' in shapes)
 
@@ -190,6 +217,14 @@ SAPA_DEFORM_RULES = _keep(r'norm_[xy]\.(?:weight|bias)', r'(?:q|k|offset)\.(?:we
 #: ``DDFUpPack`` (``theFoxofSky/ddfnet`` ``ddf/ddf.py``).
 DDF_UP_PACK_RULES = _keep(r'spatial_branch\.\d+\.0\.(?:weight|bias)', r'spatial_branch\.\d+\.1\.0\.(?:weight|bias)',
                           r'channel_branch\.\d+\.[13]\.(?:weight|bias)', r'channel_branch\.\d+\.4\.std')
+#: ``FreqFusion`` (``Linwei-Chen/FreqFusion`` ``FreqFusion.py`` and its mmdet / SegNeXt / Mask2Former copies).
+FREQFUSION_RULES = _keep(r'hamming_(?:lowpass|highpass)', r'(?:hr|lr)_channel_compressor\.(?:weight|bias)',
+                         r'content_encoder2?\.(?:weight|bias)', r'dysampler\.init_pos',
+                         r'dysampler\.(?:offset|direct_scale|hr_offset|hr_direct_scale)\.(?:weight|bias)',
+                         r'dysampler\.norm_(?:hr|lr)\.(?:weight|bias)')
+#: ``FRFU`` / ``RRFU`` (``yisi-xj/Relaxed-Receptive-Field-for-Adaptive-Upsampling`` ``frfu.py``, ``*/rrfu.py``);
+#: ``coord_base`` is not persistent.
+FRFU_RULES = _keep(r'(?:offset|offset_mask|sample_kernel|kernel_mask)\.(?:weight|bias)')
 #: mmcv ``PixelShufflePack`` (mmdet ``FPN_CARAFE``'s ``pixel_shuffle``), the plugin's ``pixel_shuffle``.
 PIXEL_SHUFFLE_PACK_RULES = _keep(r'upsample_conv\.(?:weight|bias)')
 #: The tiny-smart ``build_upsampler('pixelshuffle')``: ``nn.Sequential(Conv2d(C, C*s*s, 3), PixelShuffle(s))``.
@@ -216,6 +251,11 @@ UPSAMPLER_SOURCES: Dict[str, UpsamplerSource] = OrderedDict((s.name, s) for s in
                     'sapadeform', SAPA_DEFORM_RULES, ('q.weight', 'offset.weight'), cfg_from_shapes=_sapa_cfg),
     UpsamplerSource('ddf_up_pack', 'DDFUpPack (theFoxofSky/ddfnet ddf/ddf.py)', 'ddf_up', DDF_UP_PACK_RULES,
                     ('spatial_branch.0.0.weight',)),
+    UpsamplerSource('freqfusion', 'FreqFusion (Linwei-Chen/FreqFusion FreqFusion.py and its copies)', 'freqfusion',
+                    FREQFUSION_RULES, ('hr_channel_compressor.weight', 'content_encoder.weight'),
+                    cfg_from_shapes=_freqfusion_cfg),
+    UpsamplerSource('frfu', 'FRFU / RRFU (yisi-xj/Relaxed-Receptive-Field-for-Adaptive-Upsampling frfu.py)', 'frfu',
+                    FRFU_RULES, ('offset_mask.weight', 'sample_kernel.weight'), cfg_from_shapes=_frfu_cfg),
     UpsamplerSource('pixel_shuffle_pack', 'mmcv PixelShufflePack (mmdet FPN_CARAFE pixel_shuffle)',
                     'pixel_shuffle', PIXEL_SHUFFLE_PACK_RULES, ('upsample_conv.weight',),
                     cfg_from_shapes=_pixel_shuffle_cfg),
@@ -263,6 +303,8 @@ class ContainerSource:
     notes: Tuple[str, ...] = ()
     unsupported: str = ''
     upsampler_attr: str = 'upsample_modules'
+    #: The plugin's name of the upsampler list when it differs (FreqFusion's ``alignment`` -> ``upsample_modules``).
+    plugin_upsampler_attr: Optional[str] = None
 
 
 def _lateral_kernels(shapes: Shapes) -> List[int]:
@@ -361,6 +403,21 @@ CONTAINER_SOURCES: Dict[str, ContainerSource] = OrderedDict((s.name, s) for s in
                     accepts=lambda shapes, ups: 'dlu_pack' in ups, plugin_args=dict(topology='fpn_carafe'),
                     notes=('UNIFIED_FPN counts end_level exclusively (spec/dlu.md quirk 7): for end_level != -1 '
                            "the plugin's (mmdet's, inclusive) end_level is the official one minus 1",)),
+    ContainerSource('freqfusion_carafe_fpn', 'neck',
+                    'FreqFusionCARAFEFPN (Linwei-Chen/FreqFusion mmdetection/mmdet/models/necks/fpn_carafe.py)',
+                    'UpsampleFPN', fpn_carafe_rules, ('freqfusion',),
+                    accepts=lambda shapes, ups: 'freqfusion' in ups and _has_stride2_lateral(shapes),
+                    plugin_args=dict(topology='fpn_carafe'), upsampler_attr='alignment',
+                    plugin_upsampler_attr='upsample_modules'),
+    ContainerSource('fpn_carafe_upsample', 'neck',
+                    'FPN_CARAFE_Upsample (yisi-xj/Relaxed-Receptive-Field-for-Adaptive-Upsampling '
+                    'COCO2017_{detection,instance,panoptic}/fpn_carafe.py)',
+                    'UpsampleFPN', fpn_carafe_rules, ('frfu',),
+                    accepts=lambda shapes, ups: 'frfu' in ups and _has_stride2_lateral(shapes),
+                    plugin_args=dict(topology='fpn_carafe'),
+                    notes=("the official neck trains FRFU from Xavier-uniform weights (spec/frfu.md quirk 1): "
+                           "upsample_cfg init='xavier' reproduces that init for new training; loaded weights "
+                           "are unaffected",)),
     ContainerSource('fpn_carafe', 'neck', 'FPN_CARAFE (mmdet/models/necks/fpn_carafe.py, mmdet 2.x and 3.x)',
                     'UpsampleFPN', fpn_carafe_rules, MMDET_UPSAMPLERS,
                     accepts=lambda shapes, ups: _has_stride2_lateral(shapes),
@@ -508,6 +565,9 @@ def _upsampler_notes(source: UpsamplerSource, state_dict: Mapping[str, torch.Ten
     if source.name == 'dysample' and 'scope.bias' in state_dict:
         return ['scope has a bias (tiny-smart integration copies, or tiny-smart/dysample before efcf8ae): build '
                 "the plugin's DySample with scope_bias=True"]
+    if source.name == 'freqfusion':
+        return ['comp_feat_upsample, semi_conv and hr_residual (default True) and lr_channels change no parameter '
+                'shape: set them as in the original config']
     return []
 
 
@@ -574,8 +634,13 @@ def _try_container(source: ContainerSource, state_dict: Mapping[str, torch.Tenso
     upsample_cfg: Dict[str, Any] = dict(type='nearest' if source.kind == 'neck' else 'bilinear')
     for index, (group_converted, report) in upsamplers.items():
         head = f'{source.upsampler_attr}.{index}.'
-        converted.update((head + key, value) for key, value in group_converted.items())
-        renamed.update((head + old, head + new) for old, new in report.renamed.items())
+        target = f'{source.plugin_upsampler_attr or source.upsampler_attr}.{index}.'
+        official_names = {new: old for old, new in report.renamed.items()}
+        for key, value in group_converted.items():
+            converted[target + key] = value
+            old = head + official_names.get(key, key)
+            if old != target + key:
+                renamed[old] = target + key
         dropped.update((head + key, why) for key, why in report.dropped.items())
         upsample_cfg = report.plugin_cfg
         notes.extend(note for note in report.notes if note not in notes)
