@@ -25,6 +25,8 @@ START, END = '<!-- capability-table:start -->', '<!-- capability-table:end -->'
 TESTS: Dict[str, Tuple[str, str]] = {
     'official': ('tests/test_checkpoint_convert.py', 'test_official_module_state_dicts_convert_and_reproduce_outputs'),
     'official_kernels': ('tests/test_sapa.py', 'test_deform_ops_match_loop_of_the_official_kernels'),
+    'official_tuple': ('tests/test_checkpoint_convert.py',
+                       'test_official_freqfusion_state_dicts_convert_and_reproduce_the_official_tuple'),
     'layouts': ('tests/test_properties_upsamplers.py', 'test_memory_layouts_give_the_contiguous_output'),
     'backends': ('tests/test_properties_upsamplers.py', 'test_compiled_and_reference_paths_agree'),
     'cuda': ('tests/test_devices.py', 'test_cuda_matches_cpu'),
@@ -40,6 +42,7 @@ TESTS: Dict[str, Tuple[str, str]] = {
     'determinism': ('tests/test_determinism.py', 'test_cpu_bitwise_reproducible_under_deterministic_algorithms'),
     'neck_ckpt': ('tests/test_checkpoint_convert.py', 'test_fpn_upsample_neck'),
     'carafe_neck_ckpt': ('tests/test_checkpoint_convert.py', 'test_fpn_carafe_layout_necks'),
+    'ff_neck_ckpt': ('tests/test_checkpoint_convert.py', 'test_freqfusion_and_frfu_fpn_necks'),
 }
 
 CAPABILITIES = ('CPU', 'CUDA', 'fp16 / bf16', 'torch.compile', 'ONNX', 'deterministic', 'official checkpoint')
@@ -65,10 +68,16 @@ ROWS: Dict[str, dict] = {
                    neck=('neck_ckpt', 'False-sapa')),
     'SAPA-D': dict(matrix='sapadeform', official_ops=True, grid='sapadeform-autocast',
                    cuda_det='error in backward', neck=('neck_ckpt', 'False-sapadeform')),
+    # FreqFusion's official forward returns a tuple: its fixtures are checked through official_forward.
+    'FreqFusion': dict(matrix='freqfusion', fixture='freqfusion_resample_g4', official_alias='official_tuple',
+                       math='carafe_math', cuda_det='error in backward (offset generator)',
+                       neck=('ff_neck_ckpt', 'freqfusion')),
+    'FRFU': dict(matrix='frfu', fixture='frfu_default', math='carafe_math', cuda_det='error in backward',
+                 neck=('ff_neck_ckpt', 'frfu')),
 }
 
 #: Upsamplers with a compiled op: their matrix tests also run with backend 'compiled'.
-COMPILED = {'portable_carafe', 'dlu', 'ddf_up', 'fade', 'fade_lite', 'sapa'}
+COMPILED = {'portable_carafe', 'dlu', 'ddf_up', 'fade', 'fade_lite', 'sapa', 'freqfusion', 'frfu'}
 
 
 def cite(alias: str, param: str = '') -> str:
@@ -79,7 +88,8 @@ def cells(row: dict) -> List[Tuple[str, List[Tuple[str, str]]]]:
     """(text, cited (alias, param) pairs) per capability."""
     name = row['matrix']
     backends = ['compiled', 'reference'] if name in COMPILED else ['reference']
-    official = [('official', row['fixture'])] if 'fixture' in row else [('official_kernels', '')]
+    official = ([(row.get('official_alias', 'official'), row['fixture'])] if 'fixture' in row
+                else [('official_kernels', '')])
     family = name.split('_')[0] if name.startswith('dysample') else name
     cpu = ('✓ ', official + [('layouts', family)] + ([('backends', family)] if name in COMPILED else []))
     cuda_refs = [('cuda', name)] + ([(row['math'], '')] if 'math' in row else [])
