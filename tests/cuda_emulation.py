@@ -199,13 +199,14 @@ def write_sources(out_dir: Path, namespace: str) -> list[Path]:
 
 
 def build(kind: str, build_root: Path, verbose: bool = False) -> str:
-    """Build the emulation library ``kind`` ('plain' or 'fma', see FLAGS) under ``build_root`` and load it.
-    Returns the op namespace (``torch.ops.<namespace>``). The namespace includes a hash of the sources' and
-    flags' state, so a second build in one process after an edit does not collide with the loaded one."""
+    """Build the emulation library ``kind`` ('plain' or 'fma', see FLAGS) under ``build_root`` and load it (once
+    per process: a namespace can be registered once). Returns the op namespace (``torch.ops.<namespace>``). The
+    library's name carries a hash of the generated sources and headers, so after an edit the next session builds
+    and loads the new code instead of a stale library (ninja recompiles only what changed)."""
     import torch
     from torch.utils.cpp_extension import load
     namespace = f'upsample_plugin_emu_{kind}'
-    if hasattr(torch.ops, namespace) and _loaded.get(namespace):
+    if _loaded.get(namespace):
         return namespace
     build_dir = build_root / kind
     paths = write_sources(build_dir, namespace)
@@ -219,7 +220,7 @@ def build(kind: str, build_root: Path, verbose: bool = False) -> str:
     return namespace
 
 
-_loaded: dict[str, bool] = {}
+_loaded: dict[str, bool] = {}  # namespaces built and loaded in this process
 
 
 def main(argv=None) -> int:
@@ -227,7 +228,8 @@ def main(argv=None) -> int:
     parser.add_argument('out_dir', type=Path)
     parser.add_argument('--namespace', default='upsample_plugin_emu')
     args = parser.parse_args(argv)
-    for path in write_sources(args.out_dir, args.namespace):
+    write_sources(args.out_dir, args.namespace)
+    for path in sorted(args.out_dir.glob('*.cpp')):
         print(path)
     return 0
 
