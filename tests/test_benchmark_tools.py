@@ -86,7 +86,23 @@ def test_carafe_kernel_centred_and_normalised():
         assert torch.allclose(value, module(x)[0, :, p, q], atol=1e-5)
 
 
-@pytest.mark.parametrize('name', ['dlu', 'sapa', 'fade_lite', 'ddf_up', 'lda_aqu'])
+def test_frfu_points_reproduce_the_offset_reconstruction():
+    """The drawn taps of each group, weighted, give the module's resampled map x_r at that output pixel."""
+    module = vis.randomize_weights(build_upsampler(dict(type='frfu'), 8, 2), 0.5).double()
+    x = torch.randn(1, 8, 5, 6, dtype=torch.float64)
+    x_r = module.sample(x, module.displacements(x))
+    kind, geom = vis.geometry(module, x, [(0, 0), (3, 8), (9, 11)])
+    assert kind == 'points'
+    for item in geom:
+        p, q = item['pixel']
+        assert len(item['points']) == module.groups
+        for point in item['points']:
+            channels = slice(point['group'] * 2, point['group'] * 2 + 2)
+            value = sum(t['weight'] * x[0, channels, t['row'], t['col']] for t in point['taps'])
+            torch.testing.assert_close(value, x_r[0, channels, p, q], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize('name', ['dlu', 'sapa', 'fade_lite', 'ddf_up', 'lda_aqu', 'freqfusion'])
 def test_other_geometries(name):
     module = vis.randomize_weights(build_upsampler(dict(type=name), 32, 2), 0.5)  # SAPA's GroupNorm(32)
     x = torch.randn(1, 32, 6, 6)

@@ -3,7 +3,8 @@
 
 Rows: nearest, bilinear, deconv, pixel_shuffle (the mmcv baselines of ``build_upsampler``), every plugin upsampler
 with its defaults, and the DySample variants the paper compares (lp G4 = DySample, lp G4 dyscope = DySample+,
-pl G4 = DySample-S, pl G8 dyscope = DySample-S+). Guided upsamplers (FADE, FADE-Lite, SAPA-B, SAPA-D) get a random
+pl G4 = DySample-S, pl G8 dyscope = DySample-S+), FreqFusion in its FPN setting (C_m 64, offset generator G_r 4) and
+FRFU. Guided upsamplers (FADE, FADE-Lite, SAPA-B, SAPA-D, FreqFusion) get a random
 high-resolution guide with the same channels.
 
 Default setting: the DySample Fig. 1 setting, one x2 upsampling of a 1x256x120x120 map. ``--dlu-setting``: CARAFE
@@ -73,13 +74,16 @@ ROWS: List[Tuple[str, dict]] = [
     ('dysample-lp-ds', dict(type='dysample', style='lp', groups=4, dyscope=True)),
     ('dysample-pl', dict(type='dysample', style='pl', groups=4)),
     ('dysample-pl-g8-ds', dict(type='dysample', style='pl', groups=8, dyscope=True)),
+    ('freqfusion', dict(type='freqfusion', compressed_channels=64, feature_resample=True)),
+    ('frfu', dict(type='frfu')),
 ]
 
 #: Paper names of the rows (table and plot labels).
 PAPER_NAMES = {'nearest': 'Nearest', 'bilinear': 'Bilinear', 'deconv': 'Deconv', 'pixel_shuffle': 'PixelShuffle',
                'carafe': 'CARAFE', 'dlu': 'DLU', 'ddf_up': 'DDF-Up', 'lda_aqu': 'LDA-AQU', 'fade': 'FADE',
                'fade_lite': 'FADE-Lite', 'sapa': 'SAPA-B', 'sapadeform': 'SAPA-D', 'dysample-lp': 'DySample',
-               'dysample-lp-ds': 'DySample+', 'dysample-pl': 'DySample-S', 'dysample-pl-g8-ds': 'DySample-S+'}
+               'dysample-lp-ds': 'DySample+', 'dysample-pl': 'DySample-S', 'dysample-pl-g8-ds': 'DySample-S+',
+               'freqfusion': 'FreqFusion', 'frfu': 'FRFU'}
 
 #: SegFormer-B1 ADE20K mIoU (spec/numbers.md §4.1 = DySample Fig. 1, §9.3 tiny-smart/sapa, §9.1 poppinace/fade).
 #: The four DySample points of Fig. 1 are not labelled per variant; only the highest (43.59) is attributed, to
@@ -449,6 +453,23 @@ EXPECTED_PARAMS = [
     ('Deconv C=512', dict(type='deconv'), 512, 2, 2_359_808),
     ('PixelShuffle 3x3 C->4C', dict(type='pixel_shuffle'), 256, 2, 2_360_320),
     ('PixelShuffle C=512', dict(type='pixel_shuffle'), 512, 2, 9_439_232),
+    # spec/numbers.md §13.1 (FreqFusion: FPN setting C_m = 2C/8, sampler G_r 4 with GroupNorm, unless stated)
+    ('FreqFusion FPN C=128', dict(type='freqfusion', compressed_channels=32, feature_resample=True), 128, 2, 47_090),
+    ('FreqFusion FPN', dict(type='freqfusion', compressed_channels=64, feature_resample=True), 256, 2, 104_690),
+    ('FreqFusion FPN C=512', dict(type='freqfusion', compressed_channels=128, feature_resample=True), 512, 2,
+     269_042),
+    ('FreqFusion FPN no GroupNorm', dict(type='freqfusion', feature_resample=True, feature_resample_norm=False), 256,
+     2, 104_434),
+    ('FreqFusion FPN G_r 8', dict(type='freqfusion', feature_resample=True, feature_resample_group=8), 256, 2,
+     156_610),
+    ('FreqFusion defaults', dict(type='freqfusion'), 256, 2, 52_514),
+    ('FreqFusion defaults C=512', dict(type='freqfusion'), 512, 2, 85_282),
+    ('FRFU C=128', dict(type='frfu'), 128, 2, 10_578),
+    ('FRFU G4 k3', dict(type='frfu'), 256, 2, 21_074),
+    ('FRFU C=512', dict(type='frfu'), 512, 2, 42_066),
+    ('FRFU G8', dict(type='frfu', groups=8), 256, 2, 37_522),
+    ('FRFU s=4', dict(type='frfu'), 256, 4, 70_418),
+    ('FRFU k5', dict(type='frfu', sample_k=5), 256, 2, 29_298),
 ]
 
 
@@ -488,12 +509,23 @@ EXPECTED_MACS = [
     ('SAPA-D incl. sampling', dict(type='sapadeform'), 2, 293_000, 'sampling', True,
      'spec "≈293k" (its sampling term ≈42k is not itemised); ours samples 128 key (G*E) + 256 value channels at '
      '9 points per output pixel: 4 * 9 * 384 * 4 = 55,296'),
+    # spec/numbers.md §13.3
+    ('FreqFusion FPN', dict(type='freqfusion', compressed_channels=64, feature_resample=True), 2, 303_304,
+     'nosampling', False, 'cosine similarities (≈2,560/px) and GroupNorm not counted, as the spec'),
+    ('FreqFusion FPN incl. sampling', dict(type='freqfusion', compressed_channels=64, feature_resample=True), 2,
+     303_304 + 4_096, 'sampling', False, 'spec "≈4,096 for bilinear resampling"'),
+    ('FreqFusion, no offset generator', dict(type='freqfusion'), 2, 220_360, 'nosampling', False, ''),
+    ('FreqFusion FPN G_r 8', dict(type='freqfusion', feature_resample=True, feature_resample_group=8), 2, 386_248,
+     'nosampling', False, ''),
+    ('FRFU G4 k3', dict(type='frfu'), 2, 44_032, 'nosampling', False, ''),
+    ('FRFU incl. sampling', dict(type='frfu'), 2, 44_032 + 4_096, 'sampling', False, 'spec "+4,096 bilinear"'),
     ('CARAFE s=16', dict(type='carafe'), 16, 5_341_184, 'nosampling', False, ''),
     ('DLU s=16', dict(type='dlu'), 16, 1_964_096, 'nosampling', False, 'spec convention: kernel sampling not counted'),
 ]
 
 #: Compiled ops the counts rely on: the tracer sees them as single nodes counted by complexity.py's handles.
 REQUIRED_OPS = {'carafe': 'carafe_forward', 'fade': 'carafe_forward', 'fade_lite': 'carafe_forward',
+                'freqfusion': 'carafe_forward', 'frfu': 'carafe_forward',
                 'sapa': 'carafe_forward', 'dlu': 'dlu_forward', 'ddf_up': 'ddf_forward'}
 
 
@@ -501,7 +533,7 @@ def check(args) -> Tuple[int, str]:
     """Compare parameters (exact) and MACs (1% where the spec is exact; approximate figures: print the
     difference, fail only beyond 5%). Returns (number of failures, markdown report)."""
     from upsample_plugin.ops import _library
-    lines = ['### Parameters (spec/numbers.md §1; exact)', '', '| module | C | s | expected | measured | ok |',
+    lines = ['### Parameters (spec/numbers.md §1, §13.1; exact)', '', '| module | C | s | expected | measured | ok |',
              '|---|---:|---:|---:|---:|---|']
     failures = 0
     for label, cfg, channels, scale, expected in EXPECTED_PARAMS:
@@ -516,7 +548,7 @@ def check(args) -> Tuple[int, str]:
     for op in sorted(set(REQUIRED_OPS.values())):
         if not hasattr(torch.ops.upsample_plugin, op):
             problems.append(f'torch.ops.upsample_plugin.{op} is not compiled in')
-    lines += ['', '### MACs per low-resolution pixel, C=256 (spec/numbers.md §3)', '',
+    lines += ['', '### MACs per low-resolution pixel, C=256 (spec/numbers.md §3, §13.3)', '',
               'Per-pixel slope from two input sizes (8x8 and 16x16): every count is a*H*W + b. Convention '
               '"nosampling" = counted MACs without bilinear sampling (the spec §3 convention), "sampling" = with it '
               '(4 MACs per sampled value). Exact spec figures must match within 1%; approximate (≈) ones print the '

@@ -10,8 +10,11 @@ has its centre at ``((Q + 0.5) / s, (P + 0.5) / s)``. Multiply by the image/feat
   and its 4 bilinear taps (clamped to the map: border padding) with their weights.
 * :func:`lda_aqu_geometry` — LDA-AQU: the k_u x k_u deformable points per group (align_corners=True geometry)
   with their attention weights (one head).
-* :func:`kernel_geometry` — CARAFE, DLU, FADE, FADE-Lite, SAPA-B: the k x k reassembly weights around the parent
-  pixel ``(P // s, Q // s)``; for DLU also ``source``, where its kernel was sampled from the kernel space.
+* :func:`kernel_geometry` — CARAFE, DLU, FADE, FADE-Lite, SAPA-B, FreqFusion (its ALPF kernels; the offset
+  generator's resampling is not drawn): the k x k reassembly weights around the parent pixel ``(P // s, Q // s)``;
+  for DLU also ``source``, where its kernel was sampled from the kernel space.
+* :func:`frfu_geometry` — FRFU: per group, the offset-reconstruction sampling position and its 4 bilinear taps (the
+  3x3 dynamic filter that follows is applied at high resolution).
 * :func:`ddf_geometry` — DDF-Up: the k x k spatial filter of the output pixel's phase at its parent pixel.
 """
 from __future__ import annotations
@@ -72,6 +75,27 @@ def dysample_geometry(module, x: torch.Tensor, pixels: Sequence[Pixel]) -> List[
 
 
 @torch.no_grad()
+def frfu_geometry(module, x: torch.Tensor, pixels: Sequence[Pixel]) -> List[dict]:
+    """FRFU: per output pixel (P, Q), ``groups`` points ``dict(group, pos=(x, y), taps)``: the bilinear sample of the
+    offset reconstruction at ``((Q + 0.5 + dx) / s, (P + 0.5 + dy) / s)`` in input-pixel units, (dx, dy) the group's
+    displacement in output pixels (spec/frfu.md, channel ``((g*s + i)*s + j)*2 + d``), taps clamped (border)."""
+    s, groups = module.scale_factor, module.groups
+    delta = module.displacements(x)[0].double()  # (2*G*s*s, H, W)
+    height, width = x.shape[-2:]
+    out = []
+    for p, q in pixels:
+        h, i, w, j = p // s, p % s, q // s, q % s
+        points = []
+        for g in range(groups):
+            ch = ((g * s + i) * s + j) * 2
+            dx, dy = delta[ch, h, w].item(), delta[ch + 1, h, w].item()
+            col, row = (q + 0.5 + dx) / s, (p + 0.5 + dy) / s
+            points.append(dict(group=g, pos=(col, row), taps=_bilinear_taps(row - 0.5, col - 0.5, height, width)))
+        out.append(dict(pixel=(p, q), centre=((q + 0.5) / s, (p + 0.5) / s), parent=(h, w), points=points))
+    return out
+
+
+@torch.no_grad()
 def lda_aqu_geometry(module, x: torch.Tensor, pixels: Sequence[Pixel]) -> List[dict]:
     """Per output pixel: ``n_groups * k_u**2`` points ``dict(group, tap, pos=(x, y), weight)``; ``weight`` is the
     softmax attention of the tap (head 0; shared by the groups' points of the same tap)."""
@@ -121,7 +145,9 @@ def reassembly_kernels(module, x: torch.Tensor, guide: Optional[torch.Tensor] = 
         return module.generate_kernels(x, guide), module.up_kernel_size
     if name == 'SAPA':
         return module.attention_weights(x, guide), module.up_kernel_size
-    raise ValueError(f'{name} is not a reassembly upsampler (CARAFE, DLU, FADE, FADE-Lite, SAPA)')
+    if name == 'FreqFusion':
+        return module.official_forward(guide, x)[0], module.lowpass_kernel
+    raise ValueError(f'{name} is not a reassembly upsampler (CARAFE, DLU, FADE, FADE-Lite, SAPA, FreqFusion)')
 
 
 @torch.no_grad()
@@ -186,6 +212,8 @@ def geometry(module, x: torch.Tensor, pixels: Sequence[Pixel], guide: Optional[t
         return 'points', dysample_geometry(module, x, pixels)
     if name == 'LDA_AQU':
         return 'points', lda_aqu_geometry(module, x, pixels)
+    if name == 'FRFU':
+        return 'points', frfu_geometry(module, x, pixels)
     if name == 'DDFUpPack':
         return 'kernel', ddf_geometry(module, x, pixels)
     return 'kernel', kernel_geometry(module, x, pixels, guide)
