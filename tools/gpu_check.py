@@ -39,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 FULL_SIZES = ['120x120', '200x336', '100x168', '50x84', '25x42']  # Fig. 1 of DySample, then FPN P2..P5
 # Per-step limits (seconds); with the machine's start they keep the run under 8 minutes on 16 cores + 1 GPU.
-LIMITS = dict(build=270, tests=120, benchmark=75)
+LIMITS = dict(build=240, tests=110, benchmark=110)
 
 
 def log(msg: str) -> None:
