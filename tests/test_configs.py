@@ -134,10 +134,34 @@ EXPECTED_DELTA.update({('segformer', 'carafe'): 6 * 74_148, ('segformer', 'fade'
 # Mask R-CNN + CARAFE also replaces the mask head's 2x2 deconv (256*256*2*2 + 256 parameters) by a 5th CARAFE.
 EXPECTED_DELTA.update({('mask_rcnn', name): 4 * n for name, n in MODULE_PARAMS_256.items() if name != 'carafe'})
 EXPECTED_DELTA[('mask_rcnn', 'carafe')] = 5 * 74_148 - (256 * 256 * 2 * 2 + 256)
+# Deltas that depend on more than (family, upsampler), per config (spec/numbers.md 13.1-13.2): FreqFusion's official
+# configs set the sampler per model (Faster R101: 8 groups; Panoptic R50: no GroupNorm), and the FreqFusion / FRFU
+# Panoptic FPN configs are 4-module FPN_CARAFE layouts over their matched p6conv baseline. FRFU's SegFormer head is
+# the 128-channel mmseg one: 6 x FRFU(128); its matched nearest baseline has no parameters more.
+_FF, _FF_NO_NORM, _FF_G8, _FRFU = 104_690, 104_434, 156_610, 21_074
+EXPECTED_DELTA_BY_CONFIG = {
+    'faster-rcnn_r50_fpn-p6conv_freqfusion_1x_coco': 4 * _FF,
+    'faster-rcnn_r101_fpn-p6conv_freqfusion_1x_coco': 4 * _FF_G8,
+    'mask-rcnn_r50_fpn-p6conv_freqfusion_1x_coco': 4 * _FF,
+    'mask-rcnn_r101_fpn-p6conv_freqfusion_1x_coco': 4 * _FF,
+    'panoptic-fpn_r50_fpn-p6conv_freqfusion_1x_coco': 4 * _FF_NO_NORM,
+    'panoptic-fpn_r101_fpn-p6conv_freqfusion_1x_coco': 4 * _FF,
+    **{f'{model}_r{depth}_{neck}_frfu_1x_coco': 4 * _FRFU for depth in (50, 101)
+       for model, neck in (('faster-rcnn', 'fpn-p6conv'), ('mask-rcnn', 'fpn-p6conv'), ('panoptic-fpn', 'fpn-p6conv'))},
+    'segformer_mit-b1_2xb16-160k_frfu_ade20k-512x512': 6 * 10_578,
+    'segformer_mit-b1_2xb16-160k_nearest_ade20k-512x512': 0,
+}
+
+
+def expected_delta(path):
+    if path.stem in EXPECTED_DELTA_BY_CONFIG:
+        return EXPECTED_DELTA_BY_CONFIG[path.stem]
+    return EXPECTED_DELTA.get((path.parent.name, config_table.upsampler_of(path)))
+
+
 # Every (setting, upsampler) with an expected delta: R50 and R101 settings alike (the upsamplers do not see the
 # backbone).
-DELTA_CASES = [p for p in PAPER_CONFIGS if p.parent.name in FAMILY_BASELINE
-               and (p.parent.name, config_table.upsampler_of(p)) in EXPECTED_DELTA
+DELTA_CASES = [p for p in PAPER_CONFIGS if p.parent.name in FAMILY_BASELINE and expected_delta(p) is not None
                and config_table.upsampler_of(p) != FAMILY_BASELINE[p.parent.name]]
 
 
@@ -151,8 +175,7 @@ def baseline_of(path):
 
 @pytest.mark.parametrize('path', DELTA_CASES, ids=config_id)
 def test_parameter_delta_over_baseline(path):
-    expected = EXPECTED_DELTA[(path.parent.name, config_table.upsampler_of(path))]
-    assert parameter_count(path) - parameter_count(baseline_of(path)) == expected
+    assert parameter_count(path) - parameter_count(baseline_of(path)) == expected_delta(path)
 
 
 def test_every_published_setting_has_a_config():
@@ -164,7 +187,11 @@ def test_every_published_setting_has_a_config():
                  'mask-rcnn_r101_fpn-p6conv_dysample-lpg4ds_1x_coco.py', 'panoptic-fpn_r101_fpn_dysample-lpg4ds_1x_coco.py',
                  'upernet_r50_4xb4-80k_sapa-d_ade20k-512x512.py', 'upernet_r101_4xb4-80k_sapa-d_ade20k-512x512.py',
                  'segformer_mit-b1_8xb2-160k_sapa-d_ade20k-512x512.py',
-                 'segformer_mit-b1_8xb2-160k_fade-lite_ade20k-512x512.py'):
+                 'segformer_mit-b1_8xb2-160k_fade-lite_ade20k-512x512.py',
+                 # issue 16: FreqFusion and FRFU wherever their repositories publish a number
+                 *(f'{model}_r{depth}_fpn-p6conv_{method}_1x_coco.py' for depth in (50, 101)
+                   for model in ('faster-rcnn', 'mask-rcnn', 'panoptic-fpn') for method in ('freqfusion', 'frfu')),
+                 'segformer_mit-b1_2xb16-160k_frfu_ade20k-512x512.py'):
         assert name in names, name
     for path in PAPER_CONFIGS:
         baseline_of(path)
