@@ -18,8 +18,8 @@ import torch
 from hypothesis import given, strategies as st
 
 import upsample_plugin
-from upsample_plugin import (FADE, LDA_AQU, SAPA, CARAFEPack, DDFUpPack, DLUPack, DySample, FADELite, SAPADeform,
-                             UnknownUpsamplerError, build_upsampler, ops)
+from upsample_plugin import (FADE, FRFU, LDA_AQU, SAPA, CARAFEPack, DDFUpPack, DLUPack, DySample, FADELite,
+                             FreqFusion, SAPADeform, UnknownUpsamplerError, build_upsampler, ops)
 from upsample_plugin.ops import _library
 from upsample_plugin.ops._checks import CHECK_FINITE_ENV
 
@@ -30,8 +30,8 @@ H, W = 3, 4
 #: type name -> class name (as the messages print it); all built with build_upsampler(dict(type=...), C, 2).
 UPSAMPLERS = {'carafe': 'CARAFEPack', 'dysample': 'DySample', 'dlu': 'DLUPack', 'ddf_up': 'DDFUpPack',
               'lda_aqu': 'LDA_AQU', 'fade': 'FADE', 'fade_lite': 'FADELite', 'sapa': 'SAPA',
-              'sapadeform': 'SAPADeform'}
-GUIDED = ('fade', 'fade_lite', 'sapa', 'sapadeform')
+              'sapadeform': 'SAPADeform', 'freqfusion': 'FreqFusion', 'frfu': 'FRFU'}
+GUIDED = ('fade', 'fade_lite', 'sapa', 'sapadeform', 'freqfusion')
 #: Upsamplers whose output depends on statistics of the whole map, so one NaN poisons every output pixel.
 GLOBAL_STATISTICS = {
     'ddf_up': 'the channel branches average-pool x over the whole map (spec/ddf.md)',
@@ -242,6 +242,19 @@ CONSTRUCTOR_CASES = [
     (SAPADeform, dict(dim_y=C, up_factor=-1), r'up_factor must be an integer >= 1, got -1'),
     (SAPADeform, dict(dim_y=C, groups=3), r'groups=3 must divide dim_x=32'),
     (SAPADeform, dict(dim_y=C, num_point=0), r'num_point must be an integer >= 1, got 0'),
+    (FreqFusion, dict(hr_channels=C, lr_channels=C, scale_factor=2), r'scale_factor must be 1: .* Got scale_factor=2'),
+    (FreqFusion, dict(hr_channels=C, lr_channels=C, up_group=3), r'up_group=3 must divide hr_channels=32'),
+    (FreqFusion, dict(hr_channels=C, lr_channels=C, lowpass_kernel=4), r'lowpass_kernel must be odd .* got 4'),
+    (FreqFusion, dict(hr_channels=C, lr_channels=C, use_low_pass=False), r'use_low_pass must be True'),
+    (FreqFusion, dict(hr_channels=C, lr_channels=C, use_high_pass=False), r'comp_feat_upsample=True needs '
+                                                                          r'use_high_pass=True'),
+    (FreqFusion, dict(hr_channels=C, lr_channels=C, feature_resample=True, compressed_channels=60),
+     r'compressed_channels must be >= 8 and divisible by compressed_channels // 8, got 60'),
+    (FreqFusion, dict(hr_channels=C, lr_channels=C, feature_resample=True, feature_resample_group=5),
+     r'feature_resample_group=5 must divide lr_channels=32'),
+    (FRFU, dict(in_channels=C, groups=3), r'groups=3 must divide in_channels=32'),
+    (FRFU, dict(in_channels=C, sample_k=2), r'sample_k must be odd .* got 2'),
+    (FRFU, dict(in_channels=C, scale_factor=0), r'scale_factor must be an integer >= 1, got 0'),
 ]
 
 
@@ -254,9 +267,10 @@ def test_constructor_rejects_out_of_range_arguments(cls, kwargs, match):
     assert_plugin_error(excinfo)
 
 
-@pytest.mark.parametrize('name', [n for n in UPSAMPLERS if n not in ('fade', 'fade_lite')])
+@pytest.mark.parametrize('name', [n for n in UPSAMPLERS if n not in ('fade', 'fade_lite', 'freqfusion')])
 def test_scale_one_is_valid_where_defined(name):
-    """x1 is a valid ratio for every upsampler but FADE (x2 only, spec/fade.md): same-size output."""
+    """x1 is a valid ratio for every upsampler but FADE and FreqFusion (x2 only, spec/fade.md,
+    spec/freqfusion.md): same-size output."""
     torch.manual_seed(0)
     module = build_upsampler(dict(type=name), C, 1)
     x = torch.randn(1, C, H, W)
