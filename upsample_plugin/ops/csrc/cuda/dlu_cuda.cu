@@ -8,10 +8,10 @@
 // Backward:
 // * K' (N, G, k*k, s*H, s*W), accumulation type: sampled once per pixel (sample_kernels_kernel); grad_features is
 //   then CARAFE's gather over K' (one thread per value) instead of re-sampling ~s*s*k*k kernels per value.
-// * dK' (the CARAFE mask gradient; per-pixel with k*k register accumulators for k in {3, 5}) reuses K''s
-//   buffer once grad_features is done: the one full-size temporary of the backward pass.
-// * grad_offsets: one thread per output pixel and group, from dK' and the kernel-space slopes; it also writes
-//   the pixel's cell key (the top-left corner of its bilinear sample).
+// * dK' (the CARAFE mask gradient) reuses K''s buffer once grad_features is done: the one full-size temporary
+//   of the backward pass. grad_offsets (from dK' and the kernel-space slopes) and each pixel's cell key (the
+//   top-left corner of its bilinear sample): for k in {3, 5} in the same per-pixel work item as dK', from its k*k
+//   register accumulators; otherwise one thread per dK' value, then one per output pixel and group.
 // * grad_kernel_space: a gather. The pixels of each (n, g) are stably sorted by cell key (at::sort,
 //   deterministic) and bucket starts found with at::searchsorted; one thread per kernel-space value sums the
 //   pixels of the <= 4 cells that touch it, in sorted order, with each pixel's cell taken from its bucket (the
@@ -135,47 +135,64 @@ __global__ void kernel_grad_kernel(const scalar_t* __restrict__ grad, const scal
   }
 }
 
-// dK' with one work item per (n, g, output pixel): CARAFE's per-pixel mask gradient, K*K accumulators.
+// The pixel's offset gradients (from its dK' values dk[t * stride], KK as in offset_grad_of_sample, and its sample
+// point) into grad_off, and its cell key (the top-left corner of the sample, (n, g) first) for the kernel-space gather's sort.
+template <typename scalar_t, typename acc_t, typename dk_t, int KK>
+__device__ __forceinline__ void write_offset_grad(const dk_t* dk, int64_t stride, const scalar_t* ks_ng,
+                                                  const scalar_t* off_n, scalar_t* goff_n, int64_t* cell_key,
+                                                  int64_t ng, int64_t g, int64_t p, int64_t q, const Geometry& geo) {
+  const int64_t plane = geo.h * geo.w;
+  const Sample<acc_t> sp = sample_point<scalar_t, acc_t>(off_n, g, p, q, geo);
+  acc_t gx, gy;
+  offset_grad_of_sample<scalar_t, acc_t, dk_t, KK>(dk, stride, ks_ng, sp, geo, &gx, &gy);
+  const DivMod ph = divmod(p, geo.s), qw = divmod(q, geo.s);
+  const int64_t sub = ph.rem * geo.s + qw.rem, pix = ph.quot * geo.w + qw.quot;
+  goff_n[((g * 2) * geo.ss + sub) * plane + pix] = static_cast<scalar_t>(gx);
+  goff_n[((g * 2 + 1) * geo.ss + sub) * plane + pix] = static_cast<scalar_t>(gy);
+  *cell_key = ng * plane + sp.i00;
+}
+
+// One work item per (n, g, output pixel), K in {3, 5}: dK' with K*K register accumulators (CARAFE's per-pixel mask
+// gradient), stored for the kernel-space gather, and from the same registers the pixel's offset gradients and cell
+// key (offset_grad_kernel's work, without reading dK' back).
 template <typename scalar_t, int K>
-__global__ void kernel_grad_pixel_kernel(const scalar_t* __restrict__ grad, const scalar_t* __restrict__ feat,
-                                         at::opmath_type<scalar_t>* __restrict__ dkp, const Geometry geo,
-                                         int64_t total) {
+__global__ void kernel_offset_grad_pixel_kernel(const scalar_t* __restrict__ grad, const scalar_t* __restrict__ feat,
+                                                const scalar_t* __restrict__ ks, const scalar_t* __restrict__ off,
+                                                at::opmath_type<scalar_t>* __restrict__ dkp,
+                                                scalar_t* __restrict__ grad_off, int64_t* __restrict__ cell,
+                                                const Geometry geo, int64_t total) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t oplane = geo.oh * geo.ow;
+  const int64_t plane = geo.h * geo.w, oplane = geo.oh * geo.ow, offn = geo.groups * 2 * geo.ss * plane;
   DLU_GRID_STRIDE_LOOP(idx, total) {
-    const DivMod ng_pix = divmod(idx, oplane), pq = divmod(ng_pix.rem, geo.ow);
+    const DivMod ng_pix = divmod(idx, oplane), pq = divmod(ng_pix.rem, geo.ow), n_g = divmod(ng_pix.quot, geo.groups);
     const int64_t first = ng_pix.quot * geo.cpg;
     acc_t acc[K * K];
-    carafe::mask_grad_pixel<K, scalar_t, acc_t>(grad + first * oplane, feat + first * geo.h * geo.w, pq.quot,
-                                                pq.rem, geo, acc);
+    carafe::mask_grad_pixel<K, scalar_t, acc_t>(grad + first * oplane, feat + first * plane, pq.quot, pq.rem, geo,
+                                                acc);
     acc_t* dst = dkp + ng_pix.quot * K * K * oplane + ng_pix.rem;
     UPSAMPLE_PLUGIN_UNROLL
     for (int t = 0; t < K * K; ++t) dst[t * oplane] = acc[t];
+    write_offset_grad<scalar_t, acc_t, acc_t, K * K>(acc, 1, ks + ng_pix.quot * K * K * plane, off + n_g.quot * offn,
+                                              grad_off + n_g.quot * offn, cell + idx, ng_pix.quot, n_g.rem, pq.quot,
+                                              pq.rem, geo);
   }
 }
 
-// One thread per (n, g, p, q): both offset gradients of the pixel, and the pixel's cell key for the sort.
+// One thread per (n, g, p, q), kernel sizes without a per-pixel kernel: both offset gradients of the pixel from
+// dK', and the pixel's cell key for the sort.
 template <typename scalar_t>
 __global__ void offset_grad_kernel(const at::opmath_type<scalar_t>* __restrict__ dkp,
                                    const scalar_t* __restrict__ ks, const scalar_t* __restrict__ off,
                                    scalar_t* __restrict__ grad_off, int64_t* __restrict__ cell, const Geometry geo,
                                    int64_t total) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t plane = geo.h * geo.w, oplane = geo.oh * geo.ow;
+  const int64_t plane = geo.h * geo.w, oplane = geo.oh * geo.ow, offn = geo.groups * 2 * geo.ss * plane;
   DLU_GRID_STRIDE_LOOP(idx, total) {
     const DivMod ng_pix = divmod(idx, oplane), pq = divmod(ng_pix.rem, geo.ow), n_g = divmod(ng_pix.quot, geo.groups);
-    const int64_t ng = ng_pix.quot, n = n_g.quot, g = n_g.rem, p = pq.quot, q = pq.rem;
-    const DivMod ph = divmod(p, geo.s), qw = divmod(q, geo.s);
-    const scalar_t* off_n = off + n * geo.groups * 2 * geo.ss * plane;
-    acc_t gx, gy;
-    offset_grad_element<scalar_t, acc_t, acc_t>(dkp + ng * geo.kk * oplane, ks + ng * geo.kk * plane, off_n, g, p,
-                                                q, geo, &gx, &gy);
-    const int64_t sub = ph.rem * geo.s + qw.rem, pix = ph.quot * geo.w + qw.quot;
-    scalar_t* goff_n = grad_off + n * geo.groups * 2 * geo.ss * plane;
-    goff_n[((g * 2) * geo.ss + sub) * plane + pix] = static_cast<scalar_t>(gx);
-    goff_n[((g * 2 + 1) * geo.ss + sub) * plane + pix] = static_cast<scalar_t>(gy);
-    const Sample<acc_t> sp = sample_point<scalar_t, acc_t>(off_n, g, p, q, geo);
-    cell[idx] = ng * plane + sp.i00;  // sort key: (n, g) first, then the cell
+    write_offset_grad<scalar_t, acc_t, acc_t, 0>(dkp + ng_pix.quot * geo.kk * oplane + ng_pix.rem, oplane,
+                                              ks + ng_pix.quot * geo.kk * plane, off + n_g.quot * offn,
+                                              grad_off + n_g.quot * offn, cell + idx, ng_pix.quot, n_g.rem, pq.quot,
+                                              pq.rem, geo);
   }
 }
 
@@ -268,20 +285,23 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dlu_backward_cuda(const at::Tenso
     cuda::dispatch_kernel_size(geo.k, [&](auto kernel_size_constant) {
       constexpr int K = decltype(kernel_size_constant)::value;
       if constexpr (K > 0) {
-        kernel_grad_pixel_kernel<scalar_t, K><<<blocks_for(pixels), kThreads, 0, stream>>>(
-            d.const_data_ptr<scalar_t>(), f.const_data_ptr<scalar_t>(), dkp.mutable_data_ptr<acc_t>(), geo, pixels);
+        kernel_offset_grad_pixel_kernel<scalar_t, K><<<blocks_for(pixels), kThreads, 0, stream>>>(
+            d.const_data_ptr<scalar_t>(), f.const_data_ptr<scalar_t>(), ks.const_data_ptr<scalar_t>(),
+            off.const_data_ptr<scalar_t>(), dkp.mutable_data_ptr<acc_t>(), grad_offsets.mutable_data_ptr<scalar_t>(),
+            cell.mutable_data_ptr<int64_t>(), geo, pixels);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
       } else {
         const int64_t dk_total = dkp.numel();
         kernel_grad_kernel<scalar_t><<<blocks_for(dk_total), kThreads, 0, stream>>>(
             d.const_data_ptr<scalar_t>(), f.const_data_ptr<scalar_t>(), dkp.mutable_data_ptr<acc_t>(), geo,
             dk_total);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+        offset_grad_kernel<scalar_t><<<blocks_for(pixels), kThreads, 0, stream>>>(
+            dkp.const_data_ptr<acc_t>(), ks.const_data_ptr<scalar_t>(), off.const_data_ptr<scalar_t>(),
+            grad_offsets.mutable_data_ptr<scalar_t>(), cell.mutable_data_ptr<int64_t>(), geo, pixels);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
       }
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
-    offset_grad_kernel<scalar_t><<<blocks_for(pixels), kThreads, 0, stream>>>(
-        dkp.const_data_ptr<acc_t>(), ks.const_data_ptr<scalar_t>(), off.const_data_ptr<scalar_t>(),
-        grad_offsets.mutable_data_ptr<scalar_t>(), cell.mutable_data_ptr<int64_t>(), geo, pixels);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
     // Stable sort by cell key (ties keep pixel order), then bucket starts of every (n, g, cell) key.
     auto sorted = at::sort(cell, /*stable=*/true, /*dim=*/0, /*descending=*/false);
     const at::Tensor& keys = std::get<0>(sorted);

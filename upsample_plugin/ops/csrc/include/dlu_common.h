@@ -187,20 +187,30 @@ HOST_DEVICE acc_t kernel_grad_element(const scalar_t* grad, const scalar_t* feat
   return carafe::mask_grad_element<scalar_t, acc_t>(grad, feat, a, b, p, q, geo);
 }
 
+// d offsets (x, y) of a pixel with sample point sp and dK' values dk[t * stride], t < k*k: sum over taps, in tap
+// order, of dK'_t * dK'_t/d(position), times the clamp gradient. ks: kernel_space + (n*G + g)*k*k*H*W. KK > 0:
+// k*k known at compile time (dk a register array of a CUDA per-pixel kernel: the unrolled loop keeps it in
+// registers); 0: geo.kk.
+template <typename scalar_t, typename acc_t, typename dk_t, int KK = 0>
+HOST_DEVICE void offset_grad_of_sample(const dk_t* dk, int64_t stride, const scalar_t* ks, const Sample<acc_t>& sp,
+                                       const Geometry& geo, acc_t* grad_x, acc_t* grad_y) {
+  const int64_t plane = geo.h * geo.w, taps = KK > 0 ? KK : geo.kk;
+  acc_t dx = acc_t(0), dy = acc_t(0);
+  UPSAMPLE_PLUGIN_UNROLL
+  for (int64_t t = 0; t < taps; ++t) {
+    sample_tap_position_grad<scalar_t, acc_t>(ks + t * plane, sp, static_cast<acc_t>(dk[t * stride]), &dx, &dy);
+  }
+  *grad_x = dx * sp.gx;
+  *grad_y = dy * sp.gy;
+}
+
 // d offsets (x, y) of output pixel (p, q), group g: sum over taps of dK'_t * dK'_t/d(position) * clamp gradient.
 // dkp: dK' + (n*G + g)*k*k*OH*OW (any type); ks, off as in forward_element. Taps in tap order.
 template <typename scalar_t, typename acc_t, typename dk_t>
 HOST_DEVICE void offset_grad_element(const dk_t* dkp, const scalar_t* ks, const scalar_t* off, int64_t g, int64_t p,
                                      int64_t q, const Geometry& geo, acc_t* grad_x, acc_t* grad_y) {
   const Sample<acc_t> sp = sample_point<scalar_t, acc_t>(off, g, p, q, geo);
-  const int64_t plane = geo.h * geo.w, oplane = geo.oh * geo.ow;
-  acc_t dx = acc_t(0), dy = acc_t(0);
-  for (int64_t t = 0; t < geo.kk; ++t) {
-    sample_tap_position_grad<scalar_t, acc_t>(ks + t * plane, sp, static_cast<acc_t>(dkp[t * oplane + p * geo.ow + q]),
-                                              &dx, &dy);
-  }
-  *grad_x = dx * sp.gx;
-  *grad_y = dy * sp.gy;
+  offset_grad_of_sample<scalar_t, acc_t, dk_t>(dkp + p * geo.ow + q, geo.oh * geo.ow, ks, sp, geo, grad_x, grad_y);
 }
 
 // d kernel_space[n, g*k*k + t, Y, X] as a gather (the CUDA kernel's body): the output pixels whose sample point
