@@ -24,7 +24,9 @@ Calling conventions:
   so any additive host (``lateral + up(x, guide)``) computes FreqFusion's fused map, equal to the official
   ``hr' + lr'`` up to floating-point reassociation (spec "Plugin call contract"). Returning only ``lr'`` would
   drop the AHPF, which is what happens, by necessity, when ``hr_channels != lr_channels`` (the output has
-  ``x``'s width);
+  ``x``'s width); in a host that uses the result as the upsampled map itself (the chains of the SegFormer heads)
+  it is ``lr'`` plus the guide's high-pass residual: the published integrations are additive (FPN, the "Add"
+  recipe; UPerHead's top-down path is additive too) or concatenate ``official_forward``'s outputs (SegNeXt);
 * :meth:`FreqFusion.fuse` ``(x, guide)`` returns the official FPN sum ``hr' + lr'`` itself, operation for
   operation; ``UpsampleFPN`` calls it for upsamplers that replace the lateral (``replaces_lateral = True``), so
   the FreqFusion FPN reproduces ``FreqFusionCARAFEFPN`` exactly.
