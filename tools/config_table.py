@@ -38,7 +38,8 @@ FAMILIES = {  # folder -> (title, baseline upsampler)
     'mask_rcnn': ('Mask R-CNN, 1x COCO', 'nearest'),
     'panoptic_fpn': ('Panoptic FPN, 1x COCO panoptic', 'nearest'),
     'upernet': ('UPerNet, ADE20K 512x512, 80k iterations', 'bilinear'),
-    'segformer': ('SegFormer MiT-B1 (NVlabs head), ADE20K 512x512, 160k iterations', 'bilinear'),
+    'segformer': ('SegFormer MiT-B1, ADE20K 512x512, 160k iterations (8xb2: NVlabs head, 256 channels; 2xb16: mmseg '
+                  "head, 128 channels, FRFU's setting)", 'bilinear'),
     'lite_hrnet': ('Lite-HRNet + FCN head, fuse-layer upsampling', 'nearest'),
 }
 #: Folders of configs that are not paper experiments (no ``paper`` dict).
