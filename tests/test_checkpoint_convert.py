@@ -554,6 +554,24 @@ def test_freqfusion_and_frfu_fpn_necks(kind):
     hinted.load_state_dict(conversion.state_dict, strict=True)
 
 
+def test_frfu_segformer_head_upsample():
+    """FRFU's SegformerHead_Upsample (ADE20K_segmentation/segformer_head_upsample.py: mmseg SegformerHead's names
+    plus six ``upsample_modules``) -> UpsampleSegformerHead with ``type='frfu'``, names unchanged."""
+    from mmseg.models.decode_heads import SegformerHead
+
+    from upsample_plugin.models.seg_heads import UpsampleSegformerHead
+    kwargs = dict(in_channels=[8, 16, 24, 40], in_index=[0, 1, 2, 3], channels=WIDTH, num_classes=5,
+                  norm_cfg=dict(type='BN'))
+    official = fill(shapes_of(SegformerHead(**kwargs).state_dict()))
+    for j in range(6):
+        official.update(fill(prefixed(f'upsample_modules.{j}.', frfu(WIDTH)), seed=j + 1))
+    head = UpsampleSegformerHead(upsample_cfg=dict(type='frfu'), **kwargs)
+    report = convert_and_load(official, head).components[0]
+    assert report.source == 'segformer_head_upsample' and report.plugin_cfg['upsample_cfg']['type'] == 'frfu'
+    assert report.renamed == {} and report.dropped == {}
+    assert_landed(official, head)
+
+
 def test_mmdet_fpn_neck_with_extra_convs():
     official = FPN(SMALL_IN, WIDTH, 6, add_extra_convs='on_input')
     official.load_state_dict(fill(shapes_of(official.state_dict())))

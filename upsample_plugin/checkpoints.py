@@ -369,8 +369,10 @@ def uper_head_upsample_rules(shapes: Shapes) -> Tuple[KeyRule, ...]:
 
 def segformer_head_upsample_rules(shapes: Shapes) -> Tuple[KeyRule, ...]:
     """``SegformerHead_Upsample`` (``tiny-smart/segmentation-with-upsamplers``
-    ``mmseg/models/decode_heads/segformer_head_upsample.py``), also stock mmseg ``SegformerHead``: the plugin's
-    ``UpsampleSegformerHead`` has the same ``convs`` / ``fusion_conv`` / six ``upsample_modules``."""
+    ``mmseg/models/decode_heads/segformer_head_upsample.py``, and FRFU's working copy in
+    ``yisi-xj/Relaxed-Receptive-Field-for-Adaptive-Upsampling`` ``ADE20K_segmentation/segformer_head_upsample.py``),
+    also stock mmseg ``SegformerHead``: the plugin's ``UpsampleSegformerHead`` has the same ``convs`` /
+    ``fusion_conv`` / six ``upsample_modules``."""
     return _keep(rf'convs\.\d+\.{CONV_MODULE}', rf'fusion_conv\.{CONV_MODULE}', r'conv_seg\.(?:weight|bias)')
 
 
@@ -438,7 +440,7 @@ CONTAINER_SOURCES: Dict[str, ContainerSource] = OrderedDict((s.name, s) for s in
     ContainerSource('segformer_head_upsample', 'decode_head',
                     'SegformerHead_Upsample (tiny-smart/segmentation-with-upsamplers '
                     'mmseg/models/decode_heads/segformer_head_upsample.py; also mmseg SegformerHead)',
-                    'UpsampleSegformerHead', segformer_head_upsample_rules, TINY_SMART_UPSAMPLERS,
+                    'UpsampleSegformerHead', segformer_head_upsample_rules, TINY_SMART_UPSAMPLERS + ('frfu',),
                     accepts=lambda shapes, ups: True),
 ))
 
