@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Distributed testing: tools/dist_test.sh CONFIG CHECKPOINT GPUS [test.py options]
+# Data-parallel testing: tools/dist_test.sh CONFIG CHECKPOINT NPROC [test.py options]
+#   CPUs:  bash tools/dist_test.sh CONFIG CHECKPOINT 2 --cfg-options env_cfg.dist_cfg.backend=gloo
+# Environment: as tools/dist_train.sh (MASTER_PORT, MASTER_ADDR, NNODES, NODE_RANK, PYTHON).
+set -euo pipefail
 CONFIG=$1
 CHECKPOINT=$2
-GPUS=$3
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
+NPROC=$3
+PYTHON=${PYTHON:-python}
+TOOLS="$(cd "$(dirname "$0")" && pwd)"
 
-PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
-torchrun --nnodes="$NNODES" --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$GPUS" --master_port="$PORT" \
-    "$(dirname "$0")/test.py" "$CONFIG" "$CHECKPOINT" --launcher pytorch "${@:4}"
+PYTHONPATH="$TOOLS/..${PYTHONPATH:+:$PYTHONPATH}" \
+"$PYTHON" -m torch.distributed.run --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" \
+    --master_addr="${MASTER_ADDR:-127.0.0.1}" --master_port="${MASTER_PORT:-${PORT:-29500}}" \
+    --nproc_per_node="$NPROC" "$TOOLS/test.py" "$CONFIG" "$CHECKPOINT" --launcher pytorch "${@:4}"

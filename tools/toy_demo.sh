@@ -10,7 +10,8 @@ CONFIG=configs/toy/faster-rcnn_r18_fpn_toy.py
 WORK=work_dirs/toy_faster-rcnn_${UPSAMPLER}
 
 $PY tools/make_toy_data.py --out data/toy --train 128 --val 32
-$PY tools/train.py "$CONFIG" --work-dir "$WORK" --cfg-options "model.neck.upsample_cfg.type=${UPSAMPLER}"
+# --force: every demo run trains anew (the work dir may hold the previous demo's checkpoints).
+$PY tools/train.py "$CONFIG" --work-dir "$WORK" --force --cfg-options "model.neck.upsample_cfg.type=${UPSAMPLER}"
 CHECKPOINT=$(cat "$WORK/last_checkpoint")
 $PY tools/test.py "$CONFIG" "$CHECKPOINT" --work-dir "$WORK/test" \
     --cfg-options "model.neck.upsample_cfg.type=${UPSAMPLER}"

@@ -10,8 +10,8 @@ Input features: without a backbone the feature map is a stand-in (the image area
 RGB + gradient magnitude mixed into C channels by a fixed random projection). A freshly built module is nearly
 static (DySample/DLU/LDA-AQU sample on the regular grid, CARAFE's kernels are flat), so ``--randomize STD``
 re-draws the conv weights to show content-dependent geometry of an *untrained* module; ``--checkpoint`` loads a
-state dict of the upsampler (a plain state dict, or a dict with ``state_dict``; ``--prefix`` selects one module of
-a full model checkpoint, e.g. ``neck.upsamplers.0.``).
+state dict of the upsampler (a plain state dict, or a checkpoint of tools/train.py; ``--prefix`` selects one module
+of a full model checkpoint, e.g. ``neck.upsamplers.0``, and a wrong one lists the upsampler modules there).
 
     python tools/visualize_upsampler.py dysample --out docs/images/dysample.png --randomize 1
     python tools/visualize_upsampler.py carafe --image photo.jpg --pixels 10,12 40,41 --out carafe.png
@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT / 'tools'))
 
 from upsample_plugin import build_upsampler  # noqa: E402
 from upsample_plugin import visualize as vis  # noqa: E402
+from upsample_plugin.runner import checkpoint_mismatch, trust_mm_checkpoints  # noqa: E402
 
 README = ROOT / 'README.md'
 MARKERS = ('<!-- upsampler-pictures:start -->', '<!-- upsampler-pictures:end -->')
@@ -80,12 +81,47 @@ def build(args):
     if args.randomize:
         vis.randomize_weights(module, args.randomize, args.seed)
     if args.checkpoint:
-        state = torch.load(args.checkpoint, map_location='cpu')
-        state = state.get('state_dict', state)
-        if args.prefix:
-            state = {k[len(args.prefix):]: v for k, v in state.items() if k.startswith(args.prefix)}
+        state = load_upsampler_state(args.checkpoint, args.prefix)
+        problem = checkpoint_mismatch(module, state)
+        if problem is not None:
+            where = f' under {args.prefix!r}' if args.prefix else ''
+            raise SystemExit(f'--checkpoint {args.checkpoint}: the weights{where} do not fit '
+                             f'{type(module).__name__} built from {cfg}: {problem}')
         module.load_state_dict(state)
     return module
+
+
+def upsampler_prefixes(keys) -> list:
+    """Module paths in a model's state-dict keys that hold upsamplers (a path part containing 'upsampl', with
+    its list index), e.g. ``neck.upsamplers.0``."""
+    found = []
+    for key in keys:
+        parts = key.split('.')
+        for i, part in enumerate(parts[:-1]):
+            if 'upsampl' in part:
+                end = i + 2 if i + 1 < len(parts) - 1 and parts[i + 1].isdigit() else i + 1
+                found.append('.'.join(parts[:end]))
+                break
+    return sorted(set(found))
+
+
+def load_upsampler_state(path, prefix: str = '') -> dict:
+    """The upsampler's state dict from ``path``: a plain state dict, or a checkpoint of the tools (mmengine's
+    format, read with torch's safe ``weights_only`` loading like the tools do) whose keys under ``prefix`` (a module
+    path, with or without the trailing dot) are taken."""
+    trust_mm_checkpoints()
+    state = torch.load(path, map_location='cpu')
+    state = state.get('state_dict', state)
+    if not prefix:
+        return state
+    prefix = prefix.rstrip('.') + '.'
+    selected = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if not selected:
+        candidates = upsampler_prefixes(state)
+        raise SystemExit(f'--prefix {prefix.rstrip(".")!r} matches no key of {path}; '
+                         + (f'upsampler modules there: {", ".join(candidates)}' if candidates
+                            else 'it holds no module whose path mentions an upsampler'))
+    return selected
 
 
 def visualize(args, out: Path):
@@ -112,8 +148,9 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('type', nargs='?', default='dysample', help='upsampler type (build_upsampler name)')
     parser.add_argument('--config', help='JSON dict (or a file holding one) given to build_upsampler')
-    parser.add_argument('--checkpoint', help='state dict of the upsampler (torch.save)')
-    parser.add_argument('--prefix', default='', help='key prefix of the upsampler in a full-model checkpoint')
+    parser.add_argument('--checkpoint', help='state dict of the upsampler (torch.save), or a tools/train.py checkpoint')
+    parser.add_argument('--prefix', default='',
+                        help='module path of the upsampler in a full-model checkpoint, e.g. neck.upsamplers.0')
     parser.add_argument('--image', help='image file (default: a generated picture of simple shapes)')
     parser.add_argument('--channels', type=int, default=64)
     parser.add_argument('--scale', type=int, default=2)

@@ -34,7 +34,7 @@ import torch
 from .ops import _library, carafe_reference, ddf_reference, dlu_reassemble_reference
 from .ops._checks import onnx_custom_ops
 
-__all__ = ['export_onnx', 'check_onnx', 'run_onnx', 'custom_nodes', 'onnx_custom_translation_table',
+__all__ = ['export_onnx', 'check_call', 'check_onnx', 'run_onnx', 'custom_nodes', 'onnx_custom_translation_table',
            'onnx_custom_ops', 'register_onnx_schemas', 'CUSTOM_DOMAIN', 'MIN_OPSET']
 
 CUSTOM_DOMAIN = 'upsample_plugin'
@@ -143,6 +143,19 @@ def input_names(module: torch.nn.Module, count: int) -> Tuple[str, ...]:
     return tuple(params[:count])
 
 
+def check_call(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor]) -> None:
+    """Call ``module`` once, eagerly, on ``example_inputs``: a wrong call (e.g. a guided upsampler without its
+    guide) then fails with the module's own one-line ``ValueError`` instead of the same message buried in the
+    exporter's trace report (some 160 lines)."""
+    with torch.no_grad():
+        try:
+            module(*example_inputs)
+        except (ValueError, TypeError) as error:
+            shapes = ', '.join(str(tuple(t.shape)) for t in example_inputs)
+            raise ValueError(f'cannot export {type(module).__name__}: calling it on example_inputs of shapes '
+                             f'{shapes} fails: {error}') from error
+
+
 def export_onnx(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], path: PathLike, opset: int = 17,
                 dynamic_hw: bool = True, dynamo: bool = True, custom_ops: bool = False) -> Path:
     """Export ``module`` (put in eval mode) called on ``example_inputs`` to the ONNX file ``path``.
@@ -177,6 +190,7 @@ def export_onnx(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor],
     path.parent.mkdir(parents=True, exist_ok=True)
     module = module.eval()
     names = input_names(module, len(example_inputs))
+    check_call(module, example_inputs)
     kwargs = dict(input_names=list(names), output_names=['out'], verbose=False)
     if dynamo:
         kwargs['opset_version'] = max(opset, DYNAMO_NATIVE_OPSET)

@@ -1,6 +1,7 @@
 """Reading what mmengine's Runner writes into a work dir: a training run's ``<work_dir>/<timestamp>/vis_data/
 scalars.json`` holds one JSON record per logged step (train losses, lr, time; metrics after validation); a
-test run writes its metrics to ``<work_dir>/<timestamp>/<timestamp>.json``."""
+test run writes its metrics to ``<work_dir>/<timestamp>/<timestamp>.json``; runs of the plugin's tools also write
+``<work_dir>/<timestamp>/environment.json`` (machine, threads, workers, versions)."""
 from __future__ import annotations
 
 import json
@@ -30,3 +31,13 @@ def metrics(records: List[dict]) -> Dict[str, float]:
     if not evaluated:
         raise ValueError('the run log has no evaluation record (did validation/testing run?)')
     return {k: v for k, v in evaluated[-1].items() if isinstance(v, (int, float)) and k not in ('step',)}
+
+
+def run_environment(work_dir: str) -> dict:
+    """The ``environment.json`` of the most recent run in ``work_dir`` (upsample_plugin.runner writes one per run:
+    CPU model, threads, data loader workers, library versions), or ``{}`` if there is none."""
+    found = sorted(Path(work_dir).glob('*/environment.json'))
+    if not found:
+        return {}
+    with open(found[-1]) as f:
+        return json.load(f)

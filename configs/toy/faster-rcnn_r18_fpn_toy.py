@@ -66,5 +66,7 @@ param_scheduler = [
 auto_scale_lr = dict(enable=False, base_batch_size=4)
 default_hooks = dict(logger=dict(interval=8), checkpoint=dict(interval=max_epochs))
 
-# A fixed seed: runs of different upsamplers start from the same weights and see the same batches.
+# A fixed seed: the same batches in the same order for every run. With the tools (upsample_plugin.runner, which
+# seeds each module's init by its path), runs of different upsamplers also start from the same weights everywhere
+# outside the upsamplers (tests/test_runner.py); with a plain mmengine Runner they do not.
 randomness = dict(seed=0)

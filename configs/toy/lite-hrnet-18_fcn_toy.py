@@ -11,11 +11,16 @@ metainfo = dict(classes=('wall', 'building', 'sky', 'floor', 'tree', 'ceiling', 
                          [120, 120, 80], [140, 140, 140]])
 crop_size = (192, 192)
 norm_cfg = dict(type='BN', requires_grad=True)  # single process on CPU: no SyncBN
+# mmengine's init_weights never reaches the ConvModules of mmseg's FCNHead (they sit in an nn.Sequential): they keep
+# the Kaiming init mmcv draws while the model is built, after the backbone's upsamplers, so the upsampler would
+# shift them. The same Kaiming init as an init_cfg is drawn in init_weights instead (tools' runner: seeded per
+# module), and conv_seg keeps mmseg's N(0, 0.01^2).
+fcn_head_init = [dict(type='Kaiming', layer='Conv2d'), dict(type='Normal', std=0.01, override=dict(name='conv_seg'))]
 
 model = dict(
     data_preprocessor=dict(size=crop_size),
     backbone=dict(norm_cfg=norm_cfg),
-    decode_head=dict(num_classes=len(metainfo['classes']), norm_cfg=norm_cfg))
+    decode_head=dict(num_classes=len(metainfo['classes']), norm_cfg=norm_cfg, init_cfg=fcn_head_init))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -50,5 +55,7 @@ param_scheduler = [dict(type='PolyLR', eta_min=1e-5, power=0.9, begin=0, end=max
 auto_scale_lr = dict(enable=False, base_batch_size=4)
 default_hooks = dict(logger=dict(interval=20), checkpoint=dict(by_epoch=False, interval=max_iters))
 
-# A fixed seed: runs of different upsamplers start from the same weights and see the same batches.
+# A fixed seed: the same batches in the same order for every run. With the tools (upsample_plugin.runner, which
+# seeds each module's init by its path), runs of different upsamplers also start from the same weights everywhere
+# outside the upsamplers (tests/test_runner.py); with a plain mmengine Runner they do not.
 randomness = dict(seed=0)

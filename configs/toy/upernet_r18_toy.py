@@ -13,6 +13,11 @@ base_channels = 16
 width = 64
 crop_size = (192, 192)
 norm_cfg = dict(type='BN', requires_grad=True)  # single process on CPU: no SyncBN
+# mmengine's init_weights never reaches the ConvModules of mmseg's FCNHead (they sit in an nn.Sequential): they keep
+# the Kaiming init mmcv draws while the model is built, after the decode head's upsamplers, so the upsampler would
+# shift them. The same Kaiming init as an init_cfg is drawn in init_weights instead (tools' runner: seeded per
+# module), and conv_seg keeps mmseg's N(0, 0.01^2).
+fcn_head_init = [dict(type='Kaiming', layer='Conv2d'), dict(type='Normal', std=0.01, override=dict(name='conv_seg'))]
 
 model = dict(
     data_preprocessor=dict(size=crop_size),
@@ -22,7 +27,7 @@ model = dict(
     decode_head=dict(type='UpsampleUPerHead', upsample_cfg=dict(type='bilinear'),
                      in_channels=[base_channels * 2**i for i in range(4)], channels=width,
                      num_classes=len(metainfo['classes']), norm_cfg=norm_cfg),
-    auxiliary_head=dict(in_channels=base_channels * 4, channels=width // 2,
+    auxiliary_head=dict(in_channels=base_channels * 4, channels=width // 2, init_cfg=fcn_head_init,
                         num_classes=len(metainfo['classes']), norm_cfg=norm_cfg))
 
 train_pipeline = [
@@ -56,5 +61,7 @@ param_scheduler = [dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=max
 auto_scale_lr = dict(enable=False, base_batch_size=4)
 default_hooks = dict(logger=dict(interval=20), checkpoint=dict(by_epoch=False, interval=max_iters))
 
-# A fixed seed: runs of different upsamplers start from the same weights and see the same batches.
+# A fixed seed: the same batches in the same order for every run. With the tools (upsample_plugin.runner, which
+# seeds each module's init by its path), runs of different upsamplers also start from the same weights everywhere
+# outside the upsamplers (tests/test_runner.py); with a plain mmengine Runner they do not.
 randomness = dict(seed=0)
