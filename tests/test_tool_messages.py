@@ -43,3 +43,29 @@ def test_test_tool_argument_error_is_one_line(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == "error: --out must be a .pkl file for detection configs, got 'x.json'"
     assert 'Traceback' not in result.stderr
+
+
+def test_run_tool_prints_one_line_and_keeps_the_traceback(tmp_path, monkeypatch):
+    from upsample_plugin import runner
+    from upsample_plugin.data_checks import DataCheckError
+
+    monkeypatch.setitem(runner._ERROR_LOG, 'log_file', None)
+    monkeypatch.setitem(runner._ERROR_LOG, 'work_dir', str(tmp_path))
+
+    def data_error():
+        raise DataCheckError('annotations.json has an empty image list')
+
+    with pytest.raises(SystemExit) as info:
+        runner.run_tool(data_error)
+    assert info.value.code == 'error: annotations.json has an empty image list'
+    assert not list(tmp_path.iterdir())  # the data check's own errors need no traceback
+
+    def bug():
+        {}['missing key']
+
+    with pytest.raises(SystemExit) as info:
+        runner.run_tool(bug)
+    message = info.value.code
+    assert message.startswith("error: KeyError: 'missing key' (full traceback: ") and '\n' not in message
+    (log,) = tmp_path.glob('error_*.log')
+    assert str(log) in message and "{}['missing key']" in log.read_text()

@@ -32,6 +32,7 @@ import pickle
 import platform
 import re
 import sys
+import tempfile
 import time
 import traceback
 import warnings
@@ -659,16 +660,16 @@ def check_metrics(metrics: Optional[Mapping]) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------ errors
-def _traceback_file() -> Optional[str]:
+def _traceback_file() -> str:
     """The run's log file if this process has one (rank 0 of a run whose Runner was built), else a file in the
-    work dir, else None."""
+    work dir, else (a tool without a work dir, or an error before the config is read) one in the temp dir."""
     if _ERROR_LOG['log_file'] is not None:
         return _ERROR_LOG['log_file']
+    rank = os.environ.get('RANK', '0')
+    name = time.strftime('error_%Y%m%d_%H%M%S') + (f'_rank{rank}' if rank != '0' else '') + '.log'
     if _ERROR_LOG['work_dir'] is not None:
-        rank = os.environ.get('RANK', '0')
-        name = time.strftime('error_%Y%m%d_%H%M%S') + (f'_rank{rank}' if rank != '0' else '') + '.log'
         return osp.join(_ERROR_LOG['work_dir'], name)
-    return None
+    return osp.join(tempfile.gettempdir(), f'upsample_plugin_{name}')
 
 
 def run_tool(main) -> None:
@@ -676,25 +677,23 @@ def run_tool(main) -> None:
 
     The data check's errors (:class:`~upsample_plugin.data_checks.DataCheckError`) and the tools' own
     (:class:`ToolError`) say everything in their message. Any other error -- a bug, a library failure -- prints
-    its type and first line and where its full traceback went: the run's log file, else ``<work_dir>/error_*.log``
-    (else, before a config is loaded, the console)."""
+    its type and first line and where its full traceback went: the run's log file, else ``<work_dir>/error_*.log``,
+    else (no work dir) ``<tempdir>/upsample_plugin_error_*.log``."""
     try:
         main()
     except (DataCheckError, ToolError) as error:
         message = str(error)
     except Exception as error:  # noqa: BLE001 -- every error ends as one line
-        text = traceback.format_exc()
         lines = str(error).strip().splitlines()
         message = f'{type(error).__name__}: {lines[0] if lines else ""}'
         target = _traceback_file()
-        if target is None:
-            sys.stderr.write(text)
-        else:
-            with contextlib.suppress(OSError):
-                os.makedirs(osp.dirname(target) or '.', exist_ok=True)
-                with open(target, 'a') as f:
-                    f.write(f'\n{time.strftime("%Y/%m/%d %H:%M:%S")} - error - the run failed:\n{text}')
-                message += f' (full traceback: {target})'
+        try:
+            os.makedirs(osp.dirname(target) or '.', exist_ok=True)
+            with open(target, 'a') as f:
+                f.write(f'\n{time.strftime("%Y/%m/%d %H:%M:%S")} - error - the run failed:\n{traceback.format_exc()}')
+            message += f' (full traceback: {target})'
+        except OSError:  # nowhere to write it: the console gets it after all
+            sys.stderr.write(traceback.format_exc())
     else:
         return
     rank = os.environ.get('RANK')
