@@ -52,8 +52,8 @@ def parse_args(argv=None):
     parser.add_argument('--cfg-options', nargs='*', default=[], help='passed on to every training run')
     parser.add_argument('--rerun', action='store_true', help='train again even where a finished run exists')
     parser.add_argument('--write-readme', action='store_true',
-                        help=f'put the table into README.md between {README_MARKERS[0]} and {README_MARKERS[1]} '
-                             f'and the plot into {README_PLOT.relative_to(ROOT)}')
+                        help=f'put the table and the plot into README.md between {README_MARKERS[0]} and '
+                             f'{README_MARKERS[1]} (the plot as {README_PLOT.relative_to(ROOT)})')
     return parser.parse_args(argv)
 
 
@@ -128,8 +128,9 @@ def machine_line(runs: list) -> str:
 
 def table(rows: list, metric_name: str, seeds: int) -> str:
     base = rows[0]
-    head = (f'| upsampler | {metric_name}, mean ± std ({seeds} seeds) | per seed | Δ vs {base["upsampler"]} '
-            f'(± 2 SE) | resolved | parameters | delta | train loss first → last (mean) | wall time (s, mean) |')
+    head = (f'| upsampler | {metric_name}, mean ± std ({seeds} seed{"s" if seeds > 1 else ""}) | per seed | '
+            f'Δ vs {base["upsampler"]} (± 2 SE) | resolved | parameters | delta | train loss first → last (mean) | '
+            'wall time (s, mean) |')
     lines = [head, '|---|---:|---|---:|---|---:|---:|---|---:|']
     for r in rows:
         s = r['summary']
@@ -207,6 +208,7 @@ def main(argv=None):
                                                        else []) + (['--key', args.key] if args.key else []))
     text = (table(rows, args.metric_name, args.seeds) + '\n\n'
             f'Made by `{command}`. Machine: {machine_line(runs)}.\n')
+    readme_text = text + f'\n![toy comparison]({README_PLOT.relative_to(ROOT)})\n'
     print(text)
     (out / 'results.md').write_text(text)
     with open(out / 'results.csv', 'w', newline='') as f:
@@ -217,7 +219,7 @@ def main(argv=None):
     plot(rows, args.metric_name, out / 'compare.png')
     print(f'wrote {out / "results.md"}, {out / "results.csv"}, {out / "compare.png"}')
     if args.write_readme:
-        write_readme(text, out / 'compare.png')
+        write_readme(readme_text, out / 'compare.png')
     return 0
 
 
