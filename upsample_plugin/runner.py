@@ -382,8 +382,8 @@ def _describe_cfg(cfg: dict) -> str:
 
 
 def _group_keys(keys: Sequence[str], other: Sequence[str]) -> List[str]:
-    """``keys`` grouped by their shortest prefix that ``other`` lacks entirely, e.g. the 12 tensors of the
-    upsamplers of a DySample neck against a nearest neck -> ``['neck.upsamplers (12 tensors)']``."""
+    """``keys`` grouped by their shortest prefix that ``other`` lacks entirely, e.g. the 9 tensors of the
+    upsamplers of the toy DySample neck against a nearest neck -> ``['neck.upsample_modules (9 tensors)']``."""
     present = {'.'.join(parts[:i]) for parts in (k.split('.') for k in other) for i in range(1, len(parts) + 1)}
     groups: Dict[str, int] = {}
     for key in sorted(keys):
@@ -469,7 +469,7 @@ class UpsamplerCheckpointHook(Hook):
             raise CheckpointMismatchError(f'the checkpoint does not fit the model of the config: {problem} '
                                           '(--cfg-options can select the checkpoint\'s modules; --no-strict loads '
                                           'only what matches)')
-        runner.logger.warning(f'loading only what matches (--no-strict): {problem}')
+        runner.logger.warning(f'the checkpoint does not fit the model, loading only what matches: {problem}')
 
 
 def cpu_model() -> str:
