@@ -57,6 +57,28 @@ def load_error() -> Exception | None:
     return _LOAD_ERROR
 
 
+CPU_ISAS = ('base', 'avx2', 'avx512')
+
+
+def cpu_isa() -> str | None:
+    """The instruction set the compiled CPU kernels' hot loops run with: 'base' (baseline x86-64, or any other
+    CPU), 'avx2' or 'avx512' (ops/csrc/include/cpu_isa.h); None without the extension. By default the best one
+    the CPU supports, or ``UPSAMPLE_PLUGIN_CPU_ISA`` when set. Every choice gives bitwise identical results."""
+    if _C is None:
+        return None
+    return torch.ops.upsample_plugin._cpu_isa('')
+
+
+def set_cpu_isa(name: str) -> str:
+    """Run the compiled CPU kernels with instruction set ``name`` (one of :data:`CPU_ISAS`, at most what the CPU
+    supports: a RuntimeError otherwise); returns the previous one. For tests and benchmarks."""
+    if _C is None:
+        raise RuntimeError(f'upsample_plugin._C is not loaded ({_LOAD_ERROR}); there are no CPU kernels to set')
+    if name not in CPU_ISAS:
+        raise ValueError(f'name must be one of {CPU_ISAS}, got {name!r}')
+    return torch.ops.upsample_plugin._cpu_isa(name)
+
+
 class CompiledOpsUnavailableWarning(UserWarning):
     """The compiled ops are not available; the slower pure-PyTorch references run instead."""
 
