@@ -1,9 +1,18 @@
 #!/usr/bin/env python
-"""Latency and peak memory of the plugin's ops: pure-PyTorch reference vs compiled kernel (upsample_plugin._C).
+"""Latency, bandwidth-floor ratio and peak memory of the plugin's ops: pure-PyTorch reference vs compiled kernel
+(upsample_plugin._C).
 
 For each op, size and backend: forward and forward+backward latency (torch.utils.benchmark.Timer with all intra-op
-threads, one warm-up call, then the median of ``--repeats`` timed calls) and peak memory. Output: a markdown table
-(stdout, and ``--output FILE``).
+threads, one warm-up call, then the median of ``--repeats`` timed calls), the ratio of each latency to the op's
+memory-bandwidth floor, and peak memory. Output: a markdown table (stdout, and ``--output FILE``).
+
+Bandwidth floor (issue 17): the time the op would take if it only moved its data once at the machine's copy
+bandwidth. Bytes: forward = every input read once + the output written once; forward+backward = that + the
+incoming gradient read once + every input's gradient written once. Copy bandwidth = 2 x bytes / time of
+``dst.copy_(src)`` on preallocated float32 tensors of ``--copy-mb`` MB (read + write; beyond the last-level cache),
+measured in the same process right before each row (median of 7), so that the ratio does not depend on how fast
+or how loaded the machine is at the time. The ratio is what to quote; absolute milliseconds depend on the CPU,
+its load and the thread count. Rows at the headline size are checked against the issue's targets (CPU only).
 
 Peak memory, CPU: every (op, size, backend, mode) runs once in a fresh subprocess. It runs the op once on tiny
 inputs to initialise threads and lazy state, builds its inputs, resets the RSS high-water mark (/proc/self/clear_refs)
@@ -45,6 +54,8 @@ from upsample_plugin.ops import _library, carafe  # noqa: E402
 # The issue's headline size, then the FPN levels P2..P5 of an 800x1333 image (padded to 64: 832x1344 -> /4../32).
 DEFAULT_SIZES = ['120x120', '200x336', '100x168', '50x84', '25x42']
 HEADLINE = '120x120'
+# Issue 17's targets for the compiled CPU kernels at the headline size: (forward, forward+backward) time / floor.
+TARGETS = {'carafe': (5.0, 8.0), 'dlu_x2': (8.0, 12.0), 'ddf': (8.0, 12.0)}
 
 
 def carafe_case(size: tuple[int, int], channels: int, device: str, requires_grad: bool):
@@ -128,8 +139,9 @@ def backends_for(op: str, device: str) -> tuple[str, ...]:
 
 
 def environment(device: str) -> dict:
-    """Device, versions and thread count of this run (recorded in the JSON)."""
-    env = dict(device=device, torch=torch.__version__, cuda=torch.version.cuda, threads=torch.get_num_threads())
+    """Device, versions, thread count and CPU kernels' instruction set of this run (recorded in the JSON)."""
+    env = dict(device=device, torch=torch.__version__, cuda=torch.version.cuda, threads=torch.get_num_threads(),
+               cpu_isa=_library.cpu_isa(), cpu=cpu_model())
     if device == 'cuda':
         env['gpu'] = torch.cuda.get_device_name()
     try:
@@ -138,6 +150,43 @@ def environment(device: str) -> dict:
     except ImportError:
         env['mmcv'] = None
     return env
+
+
+def cpu_model() -> str:
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or platform.machine()
+
+
+def copy_bandwidth(device: str, megabytes: float, repeats: int = 7) -> float:
+    """Bytes per second of ``dst.copy_(src)`` (each byte read once and written once, so 2 x nbytes moved) on
+    preallocated float32 tensors of ``megabytes`` MB, all intra-op threads; median of ``repeats`` after a warm-up."""
+    n = int(megabytes * 2**20) // 4
+    src = torch.ones(n, device=device)
+    dst = torch.empty(n, device=device)
+    dst.copy_(src)  # touches dst's pages
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        dst.copy_(src)
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return 2 * src.nbytes / statistics.median(times)
+
+
+def bytes_moved(inputs, grad_out) -> dict:
+    """Bytes of the floor (module docstring): forward = inputs + output; forward+backward adds the incoming
+    gradient and one gradient per input. The output has grad_out's shape and dtype."""
+    inputs_bytes = sum(t.nbytes for t in inputs)
+    forward = inputs_bytes + grad_out.nbytes
+    return {'forward': forward, 'forward+backward': forward + grad_out.nbytes + inputs_bytes}
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -247,11 +296,17 @@ def main(argv=None):
     parser.add_argument('--max-seconds', type=float, default=20.0,
                         help='stop timing a case after this long once --min-repeats calls are done')
     parser.add_argument('--no-memory', action='store_true', help='skip the peak-memory subprocesses')
+    parser.add_argument('--copy-mb', type=float, default=64.0,
+                        help='size of the copy that measures the bandwidth (default: 64 MB, beyond the L3 cache)')
+    parser.add_argument('--isa', choices=_library.CPU_ISAS,
+                        help="CPU kernels' instruction set (default: the best this CPU supports)")
     parser.add_argument('--output', type=Path, help='also write the markdown table here')
     parser.add_argument('--json', type=Path, help='also write every cell as a JSON record here')
     parser.add_argument('--measure-memory', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.isa:
+        _library.set_cpu_isa(args.isa)
 
     if args.measure_memory:  # child process of peak_memory()
         op, size, backend, mode = json.loads(args.measure_memory)
@@ -262,34 +317,54 @@ def main(argv=None):
         sys.exit(f'upsample_plugin._C has no {args.device} kernels ({_library.load_error()}); build it with '
                  f'`pip install --no-build-isolation --no-deps -e .`')
     modes = ('forward', 'forward+backward')
-    lines = [f'Device {args.device}, {torch.get_num_threads()} threads, torch {torch.__version__}, float32, '
-             f'batch 1, {args.channels} channels. Latency: median of {args.repeats} calls (at least '
-             f'{args.min_repeats}) after one warm-up. Peak memory: '
+    isa = f', CPU kernels: {_library.cpu_isa()}' if args.device == 'cpu' else ''
+    lines = [f'Device {args.device} ({environment(args.device).get("gpu") or cpu_model()}), '
+             f'{torch.get_num_threads()} threads{isa}, torch {torch.__version__}, float32, batch 1, '
+             f'{args.channels} channels. Latency: median of {args.repeats} calls (at least {args.min_repeats}) after '
+             f'one warm-up. x floor: latency / (bytes moved once / copy bandwidth measured before the row). Peak memory: '
              + ('RSS high-water mark minus RSS before the call, fresh process per cell.'
                 if args.device == 'cpu' else 'max_memory_allocated minus memory_allocated before the call.'),
              '',
-             '| op | size (low-res) | backend | fwd ms | fwd+bwd ms | fwd peak MB | fwd+bwd peak MB |',
-             '|---|---|---|---:|---:|---:|---:|']
-    summary, records = [], []
+             '| op | size (low-res) | backend | copy GB/s | fwd ms | fwd x floor | fwd+bwd ms | fwd+bwd x floor '
+             '| fwd peak MB | fwd+bwd peak MB |',
+             '|---|---|---|---:|---:|---:|---:|---:|---:|---:|']
+    summary, records, targets = [], [], []
     for op in args.ops:
         description, backends = OPS[op][0], backends_for(op, args.device)
         for size_text in args.sizes:
             size = parse_size(size_text)
+            _, builder, _ = OPS[op]
+            _, shape_inputs, shape_grad = builder(size, args.channels, 'meta' if args.device == 'cpu' else args.device,
+                                                  False)
+            moved = bytes_moved(shape_inputs, shape_grad)
             row = {}
             for backend in backends:
+                bandwidth = copy_bandwidth(args.device, args.copy_mb)
                 cell = {mode: time_case(op, size, backend, mode, args) for mode in modes}
+                floor = {mode: moved[mode] / bandwidth for mode in modes}
                 if not args.no_memory:
                     cell.update({f'{mode} memory': peak_memory(op, size, backend, mode, args) for mode in modes})
                 row[backend] = cell
                 for mode in modes:
                     records.append(dict(op=op, description=description, channels=args.channels, size=list(size),
                                         backend=backend, mode=mode, seconds=cell[mode],
+                                        bytes_moved=moved[mode], copy_bytes_per_second=bandwidth,
+                                        floor_seconds=floor[mode], floor_ratio=cell[mode] / floor[mode],
                                         peak_bytes=cell.get(f'{mode} memory')))
                 memory = (f'{mb(cell["forward memory"])} | {mb(cell["forward+backward memory"])}'
                           if not args.no_memory else '- | -')
                 lines.append(f'| {description} | {args.channels}x{size[0]}x{size[1]} | {backend} | '
-                             f'{cell["forward"] * 1e3:,.1f} | {cell["forward+backward"] * 1e3:,.1f} | {memory} |')
+                             f'{bandwidth / 1e9:.1f} | {cell["forward"] * 1e3:,.1f} | '
+                             f'{cell["forward"] / floor["forward"]:,.1f} | {cell["forward+backward"] * 1e3:,.1f} | '
+                             f'{cell["forward+backward"] / floor["forward+backward"]:,.1f} | {memory} |')
                 print(lines[-1], file=sys.stderr, flush=True)
+                if (args.device == 'cpu' and backend == 'compiled' and op in TARGETS and size_text == HEADLINE
+                        and args.channels == 256):
+                    ratios = [cell[mode] / floor[mode] for mode in modes]
+                    met = all(r <= t for r, t in zip(ratios, TARGETS[op]))
+                    targets.append(f'- {description} at {args.channels}x{size[0]}x{size[1]}: fwd '
+                                   f'{ratios[0]:.1f}x floor (target <= {TARGETS[op][0]:g}), fwd+bwd {ratios[1]:.1f}x '
+                                   f'(target <= {TARGETS[op][1]:g}): {"met" if met else "NOT met"}')
             ref, fast = row['reference'], row['compiled']
             ratios = (f'{ref["forward"] / fast["forward"]:.1f}x / '
                       f'{ref["forward+backward"] / fast["forward+backward"]:.1f}x')
@@ -301,13 +376,16 @@ def main(argv=None):
             if 'mmcv' in row:
                 summary[-1] += (f'; compiled vs mmcv: {row["mmcv"]["forward"] / fast["forward"]:.2f}x / '
                                 f'{row["mmcv"]["forward+backward"] / fast["forward+backward"]:.2f}x faster')
+    if targets:
+        summary += ['', 'Issue 17 targets (compiled CPU kernels, time / bandwidth floor):'] + targets
     text = '\n'.join(lines + [''] + summary) + '\n'
     print(text)
     if args.output:
         args.output.write_text(text)
     if args.json:
         args.json.write_text(json.dumps(dict(environment=environment(args.device), repeats=args.repeats,
-                                             records=records, summary=summary), indent=1) + '\n')
+                                             copy_megabytes=args.copy_mb, records=records, summary=summary),
+                                        indent=1) + '\n')
 
 
 if __name__ == '__main__':

@@ -51,24 +51,35 @@ inline void stage_upsampled_row(const scalar_t* __restrict__ src, acc_t* __restr
 
 // ---- forward ---------------------------------------------------------------------------------------------------
 
-// Output columns [q, q + lanes) of output row i of the unit for NB channels: out + cb*plane + i*OW + q.
-template <int NB, typename V, typename acc_t, typename scalar_t, typename Geo>
+// Output columns [q, q + QV*lanes) of output row i of the unit for NB channels: out + cb*plane + i*OW + q.
+// QV vectors side by side give QV*NB independent accumulator chains, enough to hide the add latency.
+template <int NB, int QV, typename V, typename acc_t, typename scalar_t, typename Geo>
 inline void reassemble_columns(const acc_t* kbuf, const acc_t* xbuf, int64_t a0, int64_t a1, int64_t i, int64_t q,
                                scalar_t* out, int64_t plane, const Geo& geo) {
+  constexpr int64_t L = lanes<V, acc_t>();
   const int64_t k = geo.k, s = geo.s, ow = geo.ow, uw = (geo.w + 2 * geo.r) * s, xstride = k * uw;
-  V acc[NB];
+  V acc[NB][QV];
 #pragma GCC unroll 8
-  for (int cb = 0; cb < NB; ++cb) acc[cb] = V{};
+  for (int cb = 0; cb < NB; ++cb)
+#pragma GCC unroll 4
+    for (int v = 0; v < QV; ++v) acc[cb][v] = V{};
   for (int64_t a = a0; a < a1; ++a) {
     for (int64_t b = 0; b < k; ++b) {
-      const V m = load<V, acc_t>(kbuf + ((a * k + b) * s + i) * ow + q);
+      const acc_t* kp = kbuf + ((a * k + b) * s + i) * ow + q;
       const acc_t* x = xbuf + a * uw + b * s + q;
+      V m[QV];
+#pragma GCC unroll 4
+      for (int v = 0; v < QV; ++v) m[v] = load<V, acc_t>(kp + v * L);
 #pragma GCC unroll 8
-      for (int cb = 0; cb < NB; ++cb) acc[cb] = acc[cb] + m * load<V, acc_t>(x + cb * xstride);
+      for (int cb = 0; cb < NB; ++cb)
+#pragma GCC unroll 4
+        for (int v = 0; v < QV; ++v) acc[cb][v] = acc[cb][v] + m[v] * load<V, acc_t>(x + cb * xstride + v * L);
     }
   }
 #pragma GCC unroll 8
-  for (int cb = 0; cb < NB; ++cb) store<V, acc_t>(out + cb * plane + i * ow + q, acc[cb]);
+  for (int cb = 0; cb < NB; ++cb)
+#pragma GCC unroll 4
+    for (int v = 0; v < QV; ++v) store<V, acc_t>(out + cb * plane + i * ow + q + v * L, acc[cb][v]);
 }
 
 template <int NB, typename acc_t, typename scalar_t, typename Geo>
@@ -78,8 +89,9 @@ inline void reassemble_block(const acc_t* kbuf, const acc_t* xbuf, int64_t a0, i
   constexpr int64_t L = lanes<V, acc_t>();
   for (int64_t i = 0; i < geo.s; ++i) {
     int64_t q = 0;
-    for (; q + L <= geo.ow; q += L) reassemble_columns<NB, V>(kbuf, xbuf, a0, a1, i, q, out, plane, geo);
-    for (; q < geo.ow; ++q) reassemble_columns<NB, acc_t>(kbuf, xbuf, a0, a1, i, q, out, plane, geo);
+    for (; q + 2 * L <= geo.ow; q += 2 * L) reassemble_columns<NB, 2, V>(kbuf, xbuf, a0, a1, i, q, out, plane, geo);
+    for (; q + L <= geo.ow; q += L) reassemble_columns<NB, 1, V>(kbuf, xbuf, a0, a1, i, q, out, plane, geo);
+    for (; q < geo.ow; ++q) reassemble_columns<NB, 1, acc_t>(kbuf, xbuf, a0, a1, i, q, out, plane, geo);
   }
 }
 
@@ -127,6 +139,31 @@ inline void kernel_grad_columns(acc_t* macc, const acc_t* xbuf, const scalar_t* 
   }
 }
 
+// kernel_grad_columns for kernel size K known at compile time: the K taps of a tap row are K independent
+// accumulator chains (each still adds the block's channels in order), which hides the add latency that a single
+// chain per tap (the channel sum is sequential) is bound by.
+template <int NB, int K, typename V, typename acc_t, typename scalar_t, typename Geo>
+inline void kernel_grad_columns_k(acc_t* macc, const acc_t* xbuf, const scalar_t* grad, int64_t plane, int64_t a0,
+                                  int64_t a1, int64_t i, int64_t q, const Geo& geo) {
+  const int64_t s = geo.s, ow = geo.ow, uw = (geo.w + 2 * geo.r) * s, xstride = K * uw;
+  V d[NB];
+#pragma GCC unroll 8
+  for (int cb = 0; cb < NB; ++cb) d[cb] = load<V, acc_t>(grad + cb * plane + i * ow + q);
+  for (int64_t a = a0; a < a1; ++a) {
+    acc_t* m = macc + (a * K * s + i) * ow + q;  // tap (a, b) at m + b*s*ow
+    const acc_t* x = xbuf + a * uw + q;
+    V v[K];
+#pragma GCC unroll 8
+    for (int b = 0; b < K; ++b) v[b] = load<V, acc_t>(m + b * s * ow);
+#pragma GCC unroll 8
+    for (int cb = 0; cb < NB; ++cb)
+#pragma GCC unroll 8
+      for (int b = 0; b < K; ++b) v[b] = v[b] + d[cb] * load<V, acc_t>(x + cb * xstride + b * s);
+#pragma GCC unroll 8
+    for (int b = 0; b < K; ++b) store<V, acc_t>(m + b * s * ow, v[b]);
+  }
+}
+
 template <int NB, typename acc_t, typename scalar_t, typename Geo>
 inline void kernel_grad_block(acc_t* macc, const acc_t* xbuf, const scalar_t* grad, int64_t plane, int64_t a0,
                               int64_t a1, const Geo& geo) {
@@ -134,6 +171,11 @@ inline void kernel_grad_block(acc_t* macc, const acc_t* xbuf, const scalar_t* gr
   constexpr int64_t L = lanes<V, acc_t>();
   for (int64_t i = 0; i < geo.s; ++i) {
     int64_t q = 0;
+    if (geo.k == 5) {
+      for (; q + L <= geo.ow; q += L) kernel_grad_columns_k<NB, 5, V>(macc, xbuf, grad, plane, a0, a1, i, q, geo);
+    } else if (geo.k == 3) {
+      for (; q + L <= geo.ow; q += L) kernel_grad_columns_k<NB, 3, V>(macc, xbuf, grad, plane, a0, a1, i, q, geo);
+    }
     for (; q + L <= geo.ow; q += L) kernel_grad_columns<NB, V>(macc, xbuf, grad, plane, a0, a1, i, q, geo);
     for (; q < geo.ow; ++q) kernel_grad_columns<NB, acc_t>(macc, xbuf, grad, plane, a0, a1, i, q, geo);
   }
