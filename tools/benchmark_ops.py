@@ -13,6 +13,9 @@ incoming gradient read once + every input's gradient written once. Copy bandwidt
 measured in the same process right before each row (median of 7), so that the ratio does not depend on how fast
 or how loaded the machine is at the time. The ratio is what to quote; absolute milliseconds depend on the CPU,
 its load and the thread count. Rows at the headline size are checked against the issue's targets (CPU only).
+First touch: writing an op's fresh outputs costs page faults and the kernel's zero-filling of new pages on top of
+the writes themselves (on the project's VM this varies from run to run); the table gives that cost, measured in
+the same row (first_touch_seconds), and the ratio without it.
 
 Peak memory, CPU: every (op, size, backend, mode) runs once in a fresh subprocess. It runs the op once on tiny
 inputs to initialise threads and lazy state, builds its inputs, resets the RSS high-water mark (/proc/self/clear_refs)
@@ -181,6 +184,43 @@ def copy_bandwidth(device: str, megabytes: float, repeats: int = 7) -> float:
     return 2 * src.nbytes / statistics.median(times)
 
 
+def _advise_huge_pages(t: torch.Tensor) -> None:
+    """What the compiled kernels do with their large outputs (ops/csrc/include/cpu_memory.h): advise the 2 MB-aligned
+    part as transparent huge pages before the first write (Linux; a no-op elsewhere)."""
+    import ctypes
+    huge = 2 << 20
+    first = (t.data_ptr() + huge - 1) & ~(huge - 1)
+    last = (t.data_ptr() + t.nbytes) & ~(huge - 1)
+    if sys.platform.startswith('linux') and last - first >= 2 * huge:
+        ctypes.CDLL(None).madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), 14)  # MADV_HUGEPAGE
+
+
+def first_touch_seconds(sizes_bytes, device: str, repeats: int = 5) -> float:
+    """Seconds that writing fresh outputs of these sizes costs beyond writing memory already touched: for each
+    size, the median of (torch.empty + huge-page advice + fill_) minus the median of fill_ on a touched tensor.
+    On Linux that is the kernel's page faults and zero-filling of new pages, which every op returning a new
+    tensor pays and no kernel can avoid; it depends on the OS, the allocator and (in a VM) the hypervisor."""
+    if device != 'cpu':
+        return 0.0
+    total = 0.0
+    for nbytes in sizes_bytes:
+        n = nbytes // 4
+        touched = torch.zeros(n)
+        fresh_times, touched_times = [], []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            t = torch.empty(n)
+            _advise_huge_pages(t)
+            t.fill_(0)
+            fresh_times.append(time.perf_counter() - start)
+            del t
+            start = time.perf_counter()
+            touched.fill_(0)
+            touched_times.append(time.perf_counter() - start)
+        total += max(0.0, statistics.median(fresh_times) - statistics.median(touched_times))
+    return total
+
+
 def bytes_moved(inputs, grad_out) -> dict:
     """Bytes of the floor (module docstring): forward = inputs + output; forward+backward adds the incoming
     gradient and one gradient per input. The output has grad_out's shape and dtype."""
@@ -321,13 +361,15 @@ def main(argv=None):
     lines = [f'Device {args.device} ({environment(args.device).get("gpu") or cpu_model()}), '
              f'{torch.get_num_threads()} threads{isa}, torch {torch.__version__}, float32, batch 1, '
              f'{args.channels} channels. Latency: median of {args.repeats} calls (at least {args.min_repeats}) after '
-             f'one warm-up. x floor: latency / (bytes moved once / copy bandwidth measured before the row). Peak memory: '
+             f'one warm-up. x floor: latency / (bytes moved once / copy bandwidth measured before the row). First touch: '
+             f'what writing the fresh outputs costs beyond writing touched memory (page faults), measured in the same '
+             f'row; the last ratio leaves it out. Peak memory: '
              + ('RSS high-water mark minus RSS before the call, fresh process per cell.'
                 if args.device == 'cpu' else 'max_memory_allocated minus memory_allocated before the call.'),
              '',
              '| op | size (low-res) | backend | copy GB/s | fwd ms | fwd x floor | fwd+bwd ms | fwd+bwd x floor '
-             '| fwd peak MB | fwd+bwd peak MB |',
-             '|---|---|---|---:|---:|---:|---:|---:|---:|---:|']
+             '| first touch ms (fwd / fwd+bwd) | x floor without first touch | fwd peak MB | fwd+bwd peak MB |',
+             '|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
     summary, records, targets = [], [], []
     for op in args.ops:
         description, backends = OPS[op][0], backends_for(op, args.device)
@@ -342,6 +384,9 @@ def main(argv=None):
                 bandwidth = copy_bandwidth(args.device, args.copy_mb)
                 cell = {mode: time_case(op, size, backend, mode, args) for mode in modes}
                 floor = {mode: moved[mode] / bandwidth for mode in modes}
+                fresh = {'forward': [shape_grad.nbytes],
+                         'forward+backward': [shape_grad.nbytes] + [t.nbytes for t in shape_inputs]}
+                touch = {mode: first_touch_seconds(fresh[mode], args.device) for mode in modes}
                 if not args.no_memory:
                     cell.update({f'{mode} memory': peak_memory(op, size, backend, mode, args) for mode in modes})
                 row[backend] = cell
@@ -350,13 +395,18 @@ def main(argv=None):
                                         backend=backend, mode=mode, seconds=cell[mode],
                                         bytes_moved=moved[mode], copy_bytes_per_second=bandwidth,
                                         floor_seconds=floor[mode], floor_ratio=cell[mode] / floor[mode],
+                                        first_touch_seconds=touch[mode],
                                         peak_bytes=cell.get(f'{mode} memory')))
                 memory = (f'{mb(cell["forward memory"])} | {mb(cell["forward+backward memory"])}'
                           if not args.no_memory else '- | -')
                 lines.append(f'| {description} | {args.channels}x{size[0]}x{size[1]} | {backend} | '
                              f'{bandwidth / 1e9:.1f} | {cell["forward"] * 1e3:,.1f} | '
                              f'{cell["forward"] / floor["forward"]:,.1f} | {cell["forward+backward"] * 1e3:,.1f} | '
-                             f'{cell["forward+backward"] / floor["forward+backward"]:,.1f} | {memory} |')
+                             f'{cell["forward+backward"] / floor["forward+backward"]:,.1f} | '
+                             f'{touch["forward"] * 1e3:,.1f} / {touch["forward+backward"] * 1e3:,.1f} | '
+                             f'{(cell["forward"] - touch["forward"]) / floor["forward"]:,.1f} / '
+                             f'{(cell["forward+backward"] - touch["forward+backward"]) / floor["forward+backward"]:,.1f}'
+                             f' | {memory} |')
                 print(lines[-1], file=sys.stderr, flush=True)
                 if (args.device == 'cpu' and backend == 'compiled' and op in TARGETS and size_text == HEADLINE
                         and args.channels == 256):

@@ -23,6 +23,13 @@ only imported the modules): it builds the module, runs it once on a tiny input, 
 resident-set high-water mark (/proc/self/clear_refs "5"), runs once and reports VmHWM minus the RSS before the
 call (helpers of tools/benchmark_ops.py). CUDA: torch.cuda.max_memory_allocated() minus the allocation before.
 
+Bandwidth floor (issue 17, as in tools/benchmark_ops.py): each latency is also given as a multiple of the time the
+module would take if it only moved its data once at the copy bandwidth measured right before its row: forward =
+input (and guide) + parameters read once + output written once; forward+backward adds the incoming gradient read
+and the gradients of the input and the parameters written. The ratio is what compares across machines. Below the
+table: DySample's forward and its point sampling alone (``DySample.sample`` with fixed offsets) against a plain
+bilinear ``F.interpolate`` to the same output size, timed in the same run.
+
     python tools/benchmark_upsamplers.py                      # default table, CPU (+ CUDA when present)
     python tools/benchmark_upsamplers.py --dlu-setting
     python tools/benchmark_upsamplers.py --check --no-timing  # parameters and MACs vs spec/numbers.md
@@ -51,7 +58,7 @@ import upsample_plugin  # noqa: E402,F401  (registers the upsamplers)
 from upsample_plugin import build_upsampler  # noqa: E402
 
 # The RSS helpers of the op benchmark: one measurement protocol for ops and upsamplers.
-from benchmark_ops import current_rss, reset_rss_high_water, rss_high_water  # noqa: E402
+from benchmark_ops import copy_bandwidth, current_rss, reset_rss_high_water, rss_high_water  # noqa: E402
 
 README = ROOT / 'README.md'
 BENCH_MARKERS = ('<!-- upsampler-benchmark:start -->', '<!-- upsampler-benchmark:end -->')
@@ -217,13 +224,56 @@ def run_mode(module, inputs, mode: str):
     return out
 
 
+def floor_bytes(module, inputs, scale: int) -> Dict[str, int]:
+    """Bytes of the bandwidth floor (module docstring) of one call on ``inputs``."""
+    x = inputs[0]
+    out_bytes = x.nbytes * scale * scale
+    param_bytes = sum(p.nbytes for p in module.parameters())
+    forward = sum(t.nbytes for t in inputs) + param_bytes + out_bytes
+    return {'forward': forward, 'forward+backward': forward + out_bytes + x.nbytes + param_bytes}
+
+
 def time_row(cfg, args, device) -> Dict[str, float]:
+    """Median ms of forward and forward+backward, and their ratios to the bandwidth floor (keys '... floor')."""
     module = build_upsampler(cfg, args.channels, args.scale).to(device)
     inputs = make_inputs(module, args.channels, args.scale, tuple(args.size), args.batch, device,
                          requires_grad=True)
     env = dict(module=module, inputs=inputs, run_mode=run_mode, torch=torch)
-    return {mode: median_ms(f'run_mode(module, inputs, {mode!r})', env, args, device)
-            for mode in ('forward', 'forward+backward')}
+    bandwidth = copy_bandwidth(device, 64.0)
+    moved = floor_bytes(module, inputs, args.scale)
+    times = {mode: median_ms(f'run_mode(module, inputs, {mode!r})', env, args, device)
+             for mode in ('forward', 'forward+backward')}
+    times.update({f'{mode} floor': times[mode] / (moved[mode] / bandwidth * 1e3) for mode in list(times)})
+    return times
+
+
+def sampling_vs_interpolate(args, device) -> Dict[str, float]:
+    """DySample (lp, G4) forward and its point sampling alone (fixed offsets) / bilinear F.interpolate to the same
+    size, forward and forward+backward, timed in the same run."""
+    import torch.nn.functional as F
+    module = build_upsampler(dict(type='dysample', style='lp', groups=4), args.channels, args.scale).to(device)
+    x = make_inputs(module, args.channels, args.scale, tuple(args.size), args.batch, device, requires_grad=True)[0]
+    with torch.no_grad():
+        offset = module._offsets(x)
+
+    def sample(x):
+        return module.sample(x, offset)
+
+    def interpolate(x):
+        return F.interpolate(x, scale_factor=args.scale, mode='bilinear', align_corners=False)
+
+    env = dict(module=module, x=x, sample=sample, interpolate=interpolate, torch=torch)
+    result = {}
+    for mode in ('forward', 'forward+backward'):
+        if mode == 'forward':
+            stmt = 'with torch.no_grad(): {}(x)'
+        else:
+            stmt = 'x.grad = None; {}(x).sum().backward()'
+        times = {name: median_ms(stmt.format(name), env, args, device) for name in ('module', 'sample', 'interpolate')}
+        result[f'module {mode}'] = times['module'] / times['interpolate']
+        result[f'sample {mode}'] = times['sample'] / times['interpolate']
+        result[f'interpolate {mode} ms'] = times['interpolate']
+    return result
 
 
 # ----------------------------------------------------------------------------------------------------- memory
@@ -305,6 +355,8 @@ def benchmark(rows, args) -> List[dict]:
                 times = time_row(cfg, args, device)
                 row[f'{device}_fwd_ms'] = times['forward']
                 row[f'{device}_fwdbwd_ms'] = times['forward+backward']
+                row[f'{device}_fwd_floor'] = times['forward floor']
+                row[f'{device}_fwdbwd_floor'] = times['forward+backward floor']
                 print(f'  {label} {device}: fwd {times["forward"]:.2f} ms, fwd+bwd {times["forward+backward"]:.2f} ms',
                       file=sys.stderr, flush=True)
     if not args.no_timing and not args.no_memory:
@@ -320,7 +372,7 @@ def markdown_table(results, args) -> str:
     devices = [d for d in ('cpu', 'cuda') if results and f'{d}_fwd_ms' in results[0]]
     head = ['upsampler', 'config', 'params', 'GMACs', 'MACs / low-res px']
     for d in devices:
-        head += [f'{d} fwd ms', f'{d} fwd+bwd ms']
+        head += [f'{d} fwd ms', f'{d} fwd+bwd ms', f'{d} fwd x floor', f'{d} fwd+bwd x floor']
         if f'{d}_fwd_mb' in results[0]:
             head += [f'{d} fwd peak MB', f'{d} fwd+bwd peak MB']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '|'.join(['---', '---'] + ['---:'] * (len(head) - 2)) + '|']
@@ -329,7 +381,8 @@ def markdown_table(results, args) -> str:
         cells = [r['name'], f"`{r['config']['type']}` {cfg}", f"{r['params']:,}", f"{r['macs'] / 1e9:.3f}",
                  f"{r['macs_per_pixel']:,.0f}"]
         for d in devices:
-            cells += [f"{r[f'{d}_fwd_ms']:.1f}", f"{r[f'{d}_fwdbwd_ms']:.1f}"]
+            cells += [f"{r[f'{d}_fwd_ms']:.1f}", f"{r[f'{d}_fwdbwd_ms']:.1f}", f"{r[f'{d}_fwd_floor']:.1f}",
+                      f"{r[f'{d}_fwdbwd_floor']:.1f}"]
             if f'{d}_fwd_mb' in r:
                 cells += [f"{r[f'{d}_fwd_mb']:,.0f}", f"{r[f'{d}_fwdbwd_mb']:,.0f}"]
         lines.append('| ' + ' | '.join(cells) + ' |')
@@ -645,7 +698,18 @@ def run_table(args) -> Tuple[List[dict], str]:
         args_for_header = argparse.Namespace(**{**vars(args), 'scale': '2/4/8/16'})
         return results, header(args_for_header) + '\n\n' + markdown_table(results, args)
     results = benchmark(select_rows(args.types), args)
-    return results, header(args) + '\n\n' + markdown_table(results, args)
+    text = header(args) + '\n\n' + markdown_table(results, args)
+    if not args.no_timing and (not args.types or 'dysample' in args.types):
+        devices = ['cpu'] + (['cuda'] if torch.cuda.is_available() and not args.cpu_only else [])
+        for device in devices:
+            r = sampling_vs_interpolate(args, device)
+            text += (f'\n\nDySample (lp, G4) against bilinear `F.interpolate` to the same output size, same run, '
+                     f'{device} (time / interpolate time; interpolate: fwd {r["interpolate forward ms"]:.1f} ms, '
+                     f'fwd+bwd {r["interpolate forward+backward ms"]:.1f} ms): the module fwd '
+                     f'{r["module forward"]:.2f}x, fwd+bwd {r["module forward+backward"]:.2f}x; its point sampling '
+                     f'alone (fixed offsets) fwd {r["sample forward"]:.2f}x, fwd+bwd '
+                     f'{r["sample forward+backward"]:.2f}x.')
+    return results, text
 
 
 def main(argv=None) -> int:

@@ -82,11 +82,50 @@ inline void reassemble_columns(const acc_t* kbuf, const acc_t* xbuf, int64_t a0,
     for (int v = 0; v < QV; ++v) store<V, acc_t>(out + cb * plane + i * ow + q + v * L, acc[cb][v]);
 }
 
+// Output columns [q, q + lanes) of all S (= s) output rows of the unit for NB channels at once: the S rows read
+// the same feature values (tap (a, b) of row i reads xu_a[q + b*s] for every i), so each is loaded once for S*NB
+// multiply-adds. Same sums, same order as reassemble_columns.
+template <int NB, int S, typename V, typename acc_t, typename scalar_t, typename Geo>
+inline void reassemble_columns_rows(const acc_t* kbuf, const acc_t* xbuf, int64_t a0, int64_t a1, int64_t q,
+                                    scalar_t* out, int64_t plane, const Geo& geo) {
+  const int64_t k = geo.k, ow = geo.ow, uw = (geo.w + 2 * geo.r) * S, xstride = k * uw;
+  V acc[NB][S];
+#pragma GCC unroll 8
+  for (int cb = 0; cb < NB; ++cb)
+#pragma GCC unroll 4
+    for (int i = 0; i < S; ++i) acc[cb][i] = V{};
+  for (int64_t a = a0; a < a1; ++a) {
+    const acc_t* kp = kbuf + a * k * S * ow + q;  // tap (a, b), row i at kp + (b*S + i)*ow
+    const acc_t* x = xbuf + a * uw + q;           // tap (a, b) at x + b*S
+    for (int64_t b = 0; b < k; ++b, kp += S * ow, x += S) {
+      V m[S];
+#pragma GCC unroll 4
+      for (int i = 0; i < S; ++i) m[i] = load<V, acc_t>(kp + i * ow);
+#pragma GCC unroll 8
+      for (int cb = 0; cb < NB; ++cb) {
+        const V xv = load<V, acc_t>(x + cb * xstride);
+#pragma GCC unroll 4
+        for (int i = 0; i < S; ++i) acc[cb][i] = acc[cb][i] + m[i] * xv;
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int cb = 0; cb < NB; ++cb)
+#pragma GCC unroll 4
+    for (int i = 0; i < S; ++i) store<V, acc_t>(out + cb * plane + i * ow + q, acc[cb][i]);
+}
+
 template <int NB, typename acc_t, typename scalar_t, typename Geo>
 inline void reassemble_block(const acc_t* kbuf, const acc_t* xbuf, int64_t a0, int64_t a1, scalar_t* out,
                              int64_t plane, const Geo& geo) {
   using V = vec_t<acc_t>;
   constexpr int64_t L = lanes<V, acc_t>();
+  if (geo.s == 2) {  // the common ratio: both output rows at once
+    int64_t q = 0;
+    for (; q + L <= geo.ow; q += L) reassemble_columns_rows<NB, 2, V>(kbuf, xbuf, a0, a1, q, out, plane, geo);
+    for (; q < geo.ow; ++q) reassemble_columns_rows<NB, 2, acc_t>(kbuf, xbuf, a0, a1, q, out, plane, geo);
+    return;
+  }
   for (int64_t i = 0; i < geo.s; ++i) {
     int64_t q = 0;
     for (; q + 2 * L <= geo.ow; q += 2 * L) reassemble_columns<NB, 2, V>(kbuf, xbuf, a0, a1, i, q, out, plane, geo);
