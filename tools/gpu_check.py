@@ -10,7 +10,9 @@ with its own time limit, all recorded even when one fails:
    kernels for every op.
 3. ``tests``: ``tests/test_devices.py`` (every upsampler on CUDA vs CPU, and the ops' CUDA kernels vs the
    references: dtypes, kernel sizes, determinism, streams, DLU at zero offsets, opcheck) plus the ``cuda`` tests
-   of ``tests/test_compiled_*.py``, with pytest; without pytest, test_devices.py through a minimal runner.
+   of ``tests/test_compiled_*.py``, and ``tests/test_cpu_isa.py`` (every CPU instruction-set build the host CPU
+   runs, usually AVX-512 there, bitwise equal to the baseline build), with pytest; without pytest,
+   test_devices.py through a minimal runner.
 4. ``benchmark``: ``tools/benchmark_ops.py --device cuda``: reference vs compiled (vs mmcv's CARAFE when mmcv is
    present), fwd and fwd+bwd latency and peak memory, at DySample's Fig. 1 setting (1x256x120x120, x2) and the
    FPN levels of an 800x1333 image.
@@ -102,13 +104,20 @@ def tests(out: Path, device: str) -> dict:
     # test_devices.py whole; of the op files the CUDA tests only (their CPU tests, and the CPU harnesses of the
     # CUDA element functions, run in CI). The dry run: test_devices.py only (its CUDA tests skip).
     files = TEST_FILES if device == 'cuda' else TEST_FILES[:1]
-    cmd = [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-rfEs', f'--junitxml={xml}', *files,
-           '-k', 'test_devices or (cuda and not element_functions)']
+    selection = 'test_devices or (cuda and not element_functions)'
     try:
         import hypothesis  # noqa: F401
+        # The CPU kernels' instruction-set builds on this machine's CPU: GPU hosts usually have AVX-512, which the
+        # project's CI machine lacks, so this is where the AVX-512 build is compared with the baseline build.
+        if device == 'cuda':
+            files = files + ['tests/test_cpu_isa.py']
+            selection += ' or test_cpu_isa'
+        extra = []
     except ImportError:  # tests/conftest.py sets up hypothesis profiles; these files use neither
-        log('hypothesis is not installed: running pytest without tests/conftest.py')
-        cmd.append('--noconftest')
+        log('hypothesis is not installed: running pytest without tests/conftest.py (and without test_cpu_isa.py)')
+        extra = ['--noconftest']
+    cmd = [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-rfEs', f'--junitxml={xml}', *files,
+           '-k', selection, *extra]
     result = run(cmd, LIMITS['tests'])
     counts = junit_counts(xml) if xml.exists() else {}
     if result.returncode not in (0, 5) or counts.get('failed') or counts.get('errors'):
