@@ -17,7 +17,7 @@
 //   kbuf  k*k * s * OW             [t][i][q]    forward: kernels of output rows y0*s + i
 //   kpad  k*k * s * pw             [t][i][u]    feature gradient: kernels of output rows (y0 - a + r)*s + i
 //                                                (tap row a), r*s zeros each side
-//   dpad  kChannelBlock * k * s * pw [cb][a][i][u] grad_output rows (y0 - a + r)*s + i, r*s zeros each side
+//   dpad  kChannelBlock * k * s * pw  scratch: the border columns' grad_output rows, zero-padded
 //   tbuf  kChannelBlock * OW        [cb][u]      feature-gradient sums in output columns, before the s-sums
 
 constexpr int64_t kChannelBlock = 4;
@@ -178,31 +178,6 @@ inline void kernel_grad_columns(acc_t* macc, const acc_t* xbuf, const scalar_t* 
   }
 }
 
-// kernel_grad_columns for kernel size K known at compile time: the K taps of a tap row are K independent
-// accumulator chains (each still adds the block's channels in order), which hides the add latency that a single
-// chain per tap (the channel sum is sequential) is bound by.
-template <int NB, int K, typename V, typename acc_t, typename scalar_t, typename Geo>
-inline void kernel_grad_columns_k(acc_t* macc, const acc_t* xbuf, const scalar_t* grad, int64_t plane, int64_t a0,
-                                  int64_t a1, int64_t i, int64_t q, const Geo& geo) {
-  const int64_t s = geo.s, ow = geo.ow, uw = (geo.w + 2 * geo.r) * s, xstride = K * uw;
-  V d[NB];
-#pragma GCC unroll 8
-  for (int cb = 0; cb < NB; ++cb) d[cb] = load<V, acc_t>(grad + cb * plane + i * ow + q);
-  for (int64_t a = a0; a < a1; ++a) {
-    acc_t* m = macc + (a * K * s + i) * ow + q;  // tap (a, b) at m + b*s*ow
-    const acc_t* x = xbuf + a * uw + q;
-    V v[K];
-#pragma GCC unroll 8
-    for (int b = 0; b < K; ++b) v[b] = load<V, acc_t>(m + b * s * ow);
-#pragma GCC unroll 8
-    for (int cb = 0; cb < NB; ++cb)
-#pragma GCC unroll 8
-      for (int b = 0; b < K; ++b) v[b] = v[b] + d[cb] * load<V, acc_t>(x + cb * xstride + b * s);
-#pragma GCC unroll 8
-    for (int b = 0; b < K; ++b) store<V, acc_t>(m + b * s * ow, v[b]);
-  }
-}
-
 template <int NB, typename acc_t, typename scalar_t, typename Geo>
 inline void kernel_grad_block(acc_t* macc, const acc_t* xbuf, const scalar_t* grad, int64_t plane, int64_t a0,
                               int64_t a1, const Geo& geo) {
@@ -210,11 +185,6 @@ inline void kernel_grad_block(acc_t* macc, const acc_t* xbuf, const scalar_t* gr
   constexpr int64_t L = lanes<V, acc_t>();
   for (int64_t i = 0; i < geo.s; ++i) {
     int64_t q = 0;
-    if (geo.k == 5) {
-      for (; q + L <= geo.ow; q += L) kernel_grad_columns_k<NB, 5, V>(macc, xbuf, grad, plane, a0, a1, i, q, geo);
-    } else if (geo.k == 3) {
-      for (; q + L <= geo.ow; q += L) kernel_grad_columns_k<NB, 3, V>(macc, xbuf, grad, plane, a0, a1, i, q, geo);
-    }
     for (; q + L <= geo.ow; q += L) kernel_grad_columns<NB, V>(macc, xbuf, grad, plane, a0, a1, i, q, geo);
     for (; q < geo.ow; ++q) kernel_grad_columns<NB, acc_t>(macc, xbuf, grad, plane, a0, a1, i, q, geo);
   }
@@ -246,23 +216,33 @@ void kernel_grad_unit(const scalar_t* grad, const scalar_t* feat, int64_t channe
 
 // ---- feature gradient ------------------------------------------------------------------------------------------
 
+// Where a channel block's grad_output rows are read: output column q of row (cb, tap row a, i) is
+// base[cb*cb_stride + a*a_stride + i*i_stride + q - q_first]. Either grad_output itself (the columns whose taps
+// all stay inside the map) or a staged copy of a border region, zero-padded by r*s columns each side.
+template <typename T>
+struct GradRows {
+  const T* base;
+  int64_t cb_stride, a_stride, i_stride, q_first;
+};
+
 // tbuf[cb][u] = sum over tap rows a in [a0, a1), i < s, b < k (in that order) of
 // grad[c, (y0 - a + r)*s + i, u + (r - b)*s] * K[a*k + b, same pixel], for output columns u in [u, u + lanes).
-template <int NB, typename V, typename acc_t, typename Geo>
-inline void feature_grad_columns(const acc_t* kpad, const acc_t* dpad, acc_t* tbuf, int64_t a0, int64_t a1,
+template <int NB, typename V, typename acc_t, typename T, typename Geo>
+inline void feature_grad_columns(const acc_t* kpad, const GradRows<T>& rows, acc_t* tbuf, int64_t a0, int64_t a1,
                                  int64_t u, const Geo& geo) {
-  const int64_t k = geo.k, s = geo.s, r = geo.r, ow = geo.ow, pw = ow + 2 * r * s, dstride = k * s * pw;
+  const int64_t k = geo.k, s = geo.s, r = geo.r, ow = geo.ow, pw = ow + 2 * r * s;
   V acc[NB];
 #pragma GCC unroll 8
   for (int cb = 0; cb < NB; ++cb) acc[cb] = V{};
   for (int64_t a = a0; a < a1; ++a) {
     for (int64_t i = 0; i < s; ++i) {
-      const acc_t* drow = dpad + (a * s + i) * pw + u;
+      const T* drow = rows.base + a * rows.a_stride + i * rows.i_stride + (u - rows.q_first);
+      const acc_t* krow = kpad + (a * k * s + i) * pw + r * s + u;
       for (int64_t b = 0; b < k; ++b) {
-        const int64_t col = (2 * r - b) * s;  // padded column of output column u + (r - b)*s
-        const V m = load<V, acc_t>(kpad + ((a * k + b) * s + i) * pw + u + col);
+        const int64_t shift = (r - b) * s;  // tap b of output column u + shift reads low-res column of u
+        const V m = load<V, acc_t>(krow + b * s * pw + shift);
 #pragma GCC unroll 8
-        for (int cb = 0; cb < NB; ++cb) acc[cb] = acc[cb] + load<V, acc_t>(drow + cb * dstride + col) * m;
+        for (int cb = 0; cb < NB; ++cb) acc[cb] = acc[cb] + load<V, acc_t>(drow + cb * rows.cb_stride + shift) * m;
       }
     }
   }
@@ -270,14 +250,49 @@ inline void feature_grad_columns(const acc_t* kpad, const acc_t* dpad, acc_t* tb
   for (int cb = 0; cb < NB; ++cb) store<V, acc_t>(tbuf + cb * ow + u, acc[cb]);
 }
 
-template <int NB, typename acc_t, typename Geo>
-inline void feature_grad_block(const acc_t* kpad, const acc_t* dpad, acc_t* tbuf, int64_t a0, int64_t a1,
-                               const Geo& geo) {
+// feature_grad_columns over output columns [u0, u1), NB channels.
+template <int NB, typename acc_t, typename T, typename Geo>
+inline void feature_grad_region(const acc_t* kpad, const GradRows<T>& rows, acc_t* tbuf, int64_t u0, int64_t u1,
+                                int64_t a0, int64_t a1, const Geo& geo) {
   using V = vec_t<acc_t>;
   constexpr int64_t L = lanes<V, acc_t>();
-  int64_t u = 0;
-  for (; u + L <= geo.ow; u += L) feature_grad_columns<NB, V>(kpad, dpad, tbuf, a0, a1, u, geo);
-  for (; u < geo.ow; ++u) feature_grad_columns<NB, acc_t>(kpad, dpad, tbuf, a0, a1, u, geo);
+  int64_t u = u0;
+  for (; u + L <= u1; u += L) feature_grad_columns<NB, V>(kpad, rows, tbuf, a0, a1, u, geo);
+  for (; u < u1; ++u) feature_grad_columns<NB, acc_t>(kpad, rows, tbuf, a0, a1, u, geo);
+}
+
+template <typename acc_t, typename T, typename Geo>
+inline void feature_grad_region_channels(const acc_t* kpad, const GradRows<T>& rows, acc_t* tbuf, int64_t nb,
+                                         int64_t u0, int64_t u1, int64_t a0, int64_t a1, const Geo& geo) {
+  if (nb == kChannelBlock) {
+    feature_grad_region<kChannelBlock>(kpad, rows, tbuf, u0, u1, a0, a1, geo);
+    return;
+  }
+  for (int64_t cb = 0; cb < nb; ++cb) {
+    GradRows<T> one = rows;
+    one.base += cb * rows.cb_stride;
+    feature_grad_region<1>(kpad, one, tbuf + cb * geo.ow, u0, u1, a0, a1, geo);
+  }
+}
+
+// Stages the grad_output rows of output columns [u0 - r*s, u1 + r*s) of a channel block into buf (zeros outside
+// the map) and returns where to read them.
+template <typename scalar_t, typename acc_t, typename Geo>
+inline GradRows<acc_t> stage_grad_region(const scalar_t* grad_block, int64_t nb, int64_t y0, int64_t a0, int64_t a1,
+                                         int64_t u0, int64_t u1, acc_t* buf, const Geo& geo) {
+  const int64_t k = geo.k, s = geo.s, r = geo.r, ow = geo.ow, plane = geo.oh * ow;
+  const int64_t width = u1 - u0 + 2 * r * s, q_first = u0 - r * s;
+  for (int64_t cb = 0; cb < nb; ++cb)
+    for (int64_t a = a0; a < a1; ++a)
+      for (int64_t i = 0; i < s; ++i) {
+        const scalar_t* src = grad_block + cb * plane + ((y0 - a + r) * s + i) * ow;
+        acc_t* dst = buf + ((cb * k + a) * s + i) * width;
+        for (int64_t j = 0; j < width; ++j) {
+          const int64_t q = q_first + j;
+          dst[j] = (q >= 0 && q < ow) ? static_cast<acc_t>(src[q]) : acc_t(0);
+        }
+      }
+  return GradRows<acc_t>{buf, k * s * width, s * width, width, q_first};
 }
 
 // d features of low-res row y0 for `channels` channels: a gather over the output rows that read it (tap rows a in
@@ -287,20 +302,26 @@ inline void feature_grad_block(const acc_t* kpad, const acc_t* dpad, acc_t* tbuf
 template <typename scalar_t, typename acc_t, typename Geo>
 void feature_grad_unit(const scalar_t* grad, const acc_t* kpad, int64_t channels, int64_t y0, int64_t a0,
                        int64_t a1, acc_t* dpad, acc_t* tbuf, scalar_t* dst, const Geo& geo) {
-  const int64_t k = geo.k, s = geo.s, r = geo.r, ow = geo.ow, pw = ow + 2 * r * s;
+  constexpr int64_t L = lanes<vec_t<acc_t>, acc_t>();
+  const int64_t s = geo.s, r = geo.r, ow = geo.ow, border = r * s;
   const int64_t plane = geo.oh * ow, src_plane = geo.h * geo.w;
+  // Columns [left, inner_end) read every tap inside the map: straight from grad_output. The border regions
+  // [0, left) and [inner_end, ow) read a zero-padded staged copy (dpad), so no column needs a bounds test.
+  const int64_t left = (L > border ? L : border) < ow ? (L > border ? L : border) : ow;
+  int64_t inner_end = left;
+  while (inner_end + L <= ow - border) inner_end += L;
   for (int64_t c0 = 0; c0 < channels; c0 += kChannelBlock) {
     const int64_t nb = channels - c0 < kChannelBlock ? channels - c0 : kChannelBlock;
-    for (int64_t cb = 0; cb < nb; ++cb)
-      for (int64_t a = a0; a < a1; ++a)
-        for (int64_t i = 0; i < s; ++i)
-          stage_row(grad + (c0 + cb) * plane + ((y0 - a + r) * s + i) * ow, dpad + ((cb * k + a) * s + i) * pw + r * s,
-                    ow);
-    if (nb == kChannelBlock) {
-      feature_grad_block<kChannelBlock>(kpad, dpad, tbuf, a0, a1, geo);
-    } else {
-      for (int64_t cb = 0; cb < nb; ++cb)
-        feature_grad_block<1>(kpad, dpad + cb * k * s * pw, tbuf + cb * ow, a0, a1, geo);
+    const scalar_t* grad_block = grad + c0 * plane;
+    feature_grad_region_channels(kpad, stage_grad_region(grad_block, nb, y0, a0, a1, 0, left, dpad, geo), tbuf, nb,
+                                 0, left, a0, a1, geo);
+    if (inner_end > left) {
+      const GradRows<scalar_t> direct{grad_block + (y0 + r) * s * ow, plane, -s * ow, ow, 0};
+      feature_grad_region_channels(kpad, direct, tbuf, nb, left, inner_end, a0, a1, geo);
+    }
+    if (ow > inner_end) {
+      feature_grad_region_channels(kpad, stage_grad_region(grad_block, nb, y0, a0, a1, inner_end, ow, dpad, geo),
+                                   tbuf, nb, inner_end, ow, a0, a1, geo);
     }
     for (int64_t cb = 0; cb < nb; ++cb) {
       const acc_t* t = tbuf + cb * ow;
