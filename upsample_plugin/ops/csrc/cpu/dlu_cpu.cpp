@@ -21,6 +21,7 @@
 // a whole (n, g) when smaller, or one low-res row), per-thread scratch of a few rows, and, for float16/bfloat16, a float32
 // copy of grad_kernel_space.
 #include <algorithm>
+#include <memory>
 #include <vector>
 
 #include <ATen/Dispatch.h>
@@ -141,8 +142,9 @@ void kernel_space_offset_grad_kernel(const scalar_t* grad, const scalar_t* feat,
   // A chunk row's buffers in acc_t values: dK' and s*OW sample points.
   const int64_t row_cost = row_elems + s * ow * static_cast<int64_t>(sizeof(PixelSample<acc_t>) / sizeof(acc_t));
   const int64_t chunk_rows = std::min<int64_t>(geo.h, std::max<int64_t>(1, kChunkElements / row_cost));
-  std::vector<acc_t> dkp(chunk_rows * row_elems);                // [row][t][i][q]
-  std::vector<PixelSample<acc_t>> samp(chunk_rows * s * ow);     // [row][i][q]
+  // Uninitialised (pass 1 writes every value pass 2 reads): no serial zero-fill of a few MB per call.
+  const std::unique_ptr<acc_t[]> dkp(new acc_t[chunk_rows * row_elems]);                       // [row][t][i][q]
+  const std::unique_ptr<PixelSample<acc_t>[]> samp(new PixelSample<acc_t>[chunk_rows * s * ow]);  // [row][i][q]
   for (int64_t ng = 0; ng < geo.n * geo.groups; ++ng) {
     const int64_t n = ng / geo.groups, g = ng % geo.groups;
     const scalar_t* ks_ng = ks + ng * kk * src_plane;
@@ -156,11 +158,11 @@ void kernel_space_offset_grad_kernel(const scalar_t* grad, const scalar_t* feat,
         std::vector<acc_t> xbuf(kChannelBlock * k * uw, acc_t(0));  // [cb][a][u], zero borders
         for (int64_t rr = begin; rr < end; ++rr) {
           const int64_t y0 = row0 + rr, a0 = tap_begin(y0, r), a1 = tap_end(y0, r, k, geo.h);
-          acc_t* macc = dkp.data() + rr * row_elems;
+          acc_t* macc = dkp.get() + rr * row_elems;
           UPSAMPLE_PLUGIN_CALL_ISA(kernel_grad_unit, grad + ng * geo.cpg * plane + y0 * s * ow,
                                    feat + ng * geo.cpg * src_plane, geo.cpg, y0, a0, a1, macc, xbuf.data(), geo);
           DLU_CALL_ISA(offset_grad_rows, static_cast<const acc_t*>(macc), ks_ng, off_n, g, y0,
-                       samp.data() + rr * s * ow, goff_n, geo);
+                       samp.get() + rr * s * ow, goff_n, geo);
         }
       });
       // Pass 2: each tap's plane of grad_kernel_space gathers the chunk's pixels in row-major order.
@@ -168,8 +170,8 @@ void kernel_space_offset_grad_kernel(const scalar_t* grad, const scalar_t* feat,
         for (int64_t t = begin; t < end; ++t) {
           acc_t* dst = gks_ng + t * src_plane;
           for (int64_t rr = 0; rr < rows; ++rr) {
-            const acc_t* src = dkp.data() + rr * row_elems + t * s * ow;
-            const PixelSample<acc_t>* sp = samp.data() + rr * s * ow;
+            const acc_t* src = dkp.get() + rr * row_elems + t * s * ow;
+            const PixelSample<acc_t>* sp = samp.get() + rr * s * ow;
             for (int64_t q = 0; q < s * ow; ++q) {  // q = i*OW + column: the rows' pixels in row-major order
               const acc_t d = src[q];
               if (d == acc_t(0)) continue;  // taps reading padding (and exact zeros) add nothing
