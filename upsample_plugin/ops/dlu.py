@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 
 from . import _library
-from ._checks import (auto_uses_reference, check_4d, check_all_finite, check_int, check_odd_kernel,
+from ._checks import (auto_uses_reference, check_4d, check_all_finite, check_int, check_odd_kernel, is_tracing,
                       check_same_device_dtype, compute_dtype)
 from ._library_dlu import dlu_compiled_available
 from .carafe import carafe
@@ -167,10 +167,15 @@ def dlu_reassemble(features: torch.Tensor, kernel_space: torch.Tensor, offsets: 
         # The fused kernel maps a NaN/Inf position onto the map itself (dlu_common.h axis_position: no NaN
         # index, so no crash); the NaN marker then makes the pixels of that position and group NaN, with no
         # gradient through them, as the reference's grid_sample does (NaN policy, docs/input_validation.md).
-        n, c, out_h, out_w = out.shape
-        finite = finite_points(_shuffle_offsets(offsets, group_size, scale_factor), 1)  # (N*G, sH, sW)
-        # unflatten only splits the channel dimension: always a view, whatever the output's strides.
-        mark_nonfinite_(out.unflatten(1, (group_size, c // group_size)), finite.view(n, group_size, 1, out_h, out_w))
+        # Checked on the (small) offsets first: the output-sized masked fill costs more than the x2 kernel itself,
+        # and with finite offsets it changes nothing. Traced (torch.compile, export) it always runs: no
+        # data-dependent branch in the graph.
+        if is_tracing() or not bool(torch.isfinite(offsets).all()):
+            n, c, out_h, out_w = out.shape
+            finite = finite_points(_shuffle_offsets(offsets, group_size, scale_factor), 1)  # (N*G, sH, sW)
+            # unflatten only splits the channel dimension: always a view, whatever the output's strides.
+            mark_nonfinite_(out.unflatten(1, (group_size, c // group_size)),
+                            finite.view(n, group_size, 1, out_h, out_w))
         return out
     if backend != 'reference':
         raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}')
