@@ -51,6 +51,7 @@ import torch
 from torch.utils import benchmark
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from upsample_plugin.ops import _library, carafe  # noqa: E402
 
@@ -342,6 +343,9 @@ def main(argv=None):
                         help="CPU kernels' instruction set (default: the best this CPU supports)")
     parser.add_argument('--output', type=Path, help='also write the markdown table here')
     parser.add_argument('--json', type=Path, help='also write every cell as a JSON record here')
+    parser.add_argument('--write-readme', action='store_true',
+                        help='put the table into README.md between <!-- op-benchmark:start --> and '
+                             '<!-- op-benchmark:end -->')
     parser.add_argument('--measure-memory', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -432,6 +436,11 @@ def main(argv=None):
     print(text)
     if args.output:
         args.output.write_text(text)
+    if args.write_readme:
+        from benchmark_upsamplers import README, replace_between_markers
+        command = 'python tools/benchmark_ops.py ' + ' '.join(sys.argv[1:] if argv is None else argv)
+        replace_between_markers(README, ('<!-- op-benchmark:start -->', '<!-- op-benchmark:end -->'),
+                                f'Made by `{command}`.\n\n' + text)
     if args.json:
         args.json.write_text(json.dumps(dict(environment=environment(args.device), repeats=args.repeats,
                                              copy_megabytes=args.copy_mb, records=records, summary=summary),
