@@ -17,16 +17,7 @@ from upsample_plugin.ops import _library
 pytestmark = pytest.mark.skipif(not _library.compiled_available('cpu'),
                                 reason='upsample_plugin._C is not built (pip install --no-build-isolation -e .)')
 
-SUPPORTED = []
-if _library.compiled_available('cpu'):
-    _default = _library.cpu_isa()
-    for _name in _library.CPU_ISAS:
-        try:
-            _library.set_cpu_isa(_name)
-            SUPPORTED.append(_name)
-        except RuntimeError:
-            pass
-    _library.set_cpu_isa(_default)
+SUPPORTED = _library.supported_cpu_isas()
 ISA_PARAMS = [pytest.param(name, marks=pytest.mark.skipif(name not in SUPPORTED,
                                                           reason=f'this CPU cannot run the {name} build'))
               for name in _library.CPU_ISAS if name != 'base']

@@ -16,16 +16,7 @@ pytestmark = pytest.mark.skipif(not _library.compiled_available('cpu'),
                                 reason='upsample_plugin._C is not built (pip install --no-build-isolation -e .)')
 ops = torch.ops.upsample_plugin
 
-SUPPORTED = []
-if _library.compiled_available('cpu'):
-    _default = _library.cpu_isa()
-    for _name in _library.CPU_ISAS:
-        try:
-            _library.set_cpu_isa(_name)
-            SUPPORTED.append(_name)
-        except RuntimeError:
-            pass
-    _library.set_cpu_isa(_default)
+SUPPORTED = _library.supported_cpu_isas()
 _MISSING = {'avx2': 'this CPU has no AVX2', 'avx512': 'this CPU has no AVX-512'}
 ISAS = [pytest.param(name, marks=pytest.mark.skipif(name not in SUPPORTED, reason=_MISSING.get(name, '')))
         for name in _library.CPU_ISAS]

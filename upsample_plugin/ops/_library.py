@@ -69,6 +69,21 @@ def cpu_isa() -> str | None:
     return torch.ops.upsample_plugin._cpu_isa('')
 
 
+def supported_cpu_isas() -> tuple:
+    """The instruction-set builds this CPU can run (:data:`CPU_ISAS` order; empty without the extension)."""
+    if _C is None:
+        return ()
+    previous, supported = cpu_isa(), []
+    for name in CPU_ISAS:
+        try:
+            torch.ops.upsample_plugin._cpu_isa(name)
+            supported.append(name)
+        except RuntimeError:
+            pass
+    torch.ops.upsample_plugin._cpu_isa(previous)
+    return tuple(supported)
+
+
 def set_cpu_isa(name: str) -> str:
     """Run the compiled CPU kernels with instruction set ``name`` (one of :data:`CPU_ISAS`, at most what the CPU
     supports: a RuntimeError otherwise); returns the previous one. For tests and benchmarks."""
