@@ -16,7 +16,8 @@ namespace cpu {
 // (Linux, before anything touches it). A fresh output of tens of MB otherwise costs one page fault and one
 // kernel zero-fill per 4 KB page on first write: measured on the project's 2-core EPYC, allocating and first
 // writing 59 MB took ~27 ms with 4 KB pages and ~5.5 ms advised (a write into touched memory: ~2.3 ms), i.e.
-// more than the whole CARAFE forward. This is c10's THP_MEM_ALLOC_ENABLE=1, for the kernels' own outputs only;
+// about as long as the whole CARAFE forward (1x256x120x120, x2) takes with the advice. This is c10's
+// THP_MEM_ALLOC_ENABLE=1, for the kernels' own outputs only;
 // where THP is off ('never') the advice is a no-op.
 inline at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options) {
   at::Tensor t = at::empty(sizes, options);

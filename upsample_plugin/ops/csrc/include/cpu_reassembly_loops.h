@@ -8,7 +8,10 @@
 // * the block's feature rows are staged "upsampled and zero-padded": xu[u] = x[u/s - r], so tap (a, b) of a whole
 //   output row is the contiguous slice xu_a[b*s : b*s + OW] (one unaligned vector load per lane group);
 // * each vector of output columns accumulates its taps in registers for all channels of the block, so a kernel
-//   value is loaded once per block (not once per channel) and no accumulator goes through memory.
+//   value is loaded once per block (not once per channel) and no accumulator goes through memory; at x2 both
+//   output rows share each feature load;
+// * the feature gradient reads grad_output in place where every tap of a column lies inside the map, and a
+//   zero-padded staged copy (dpad) in the r*s border columns.
 // Each lane is one output element's sum, in the tap order of the per-element definitions (a, then b), each
 // product rounded and added separately, so every instruction set gives the same bits (include/cpu_isa.h).
 //
