@@ -56,6 +56,7 @@ SHAPES = [  # n, c, h, w, k, g, s
     (1, 2, 1, 1, 3, 1, 3),     # 1 x 1 map
     (1, 3, 6, 5, 1, 1, 2),     # k = 1
     (1, 4, 2, 3, 3, 1, 1),     # scale 1
+    (1, 37, 10, 9, 5, 1, 2),   # several channel blocks (6; mask gradient 16) and row chunks (4) with a short last one
 ]
 
 

@@ -49,6 +49,10 @@ SHAPES = [  # n, c, h, w, k, g, s
     (1, 3, 2, 9, 7, 1, 1),     # scale 1, kernel wider than the map
     (1, 5, 6, 4, 1, 1, 3),     # k = 1
     (2, 16, 9, 11, 7, 2, 2),   # k = 7 on a larger map
+    # Many channels per group: several channel blocks of the forward (6) and of the register-resident mask
+    # gradient (16) plus remainders, and row chunks (4 low-res rows per call) with a short last chunk.
+    (1, 37, 10, 13, 5, 1, 2),
+    (1, 74, 7, 9, 3, 2, 3),
 ]
 
 

@@ -2,12 +2,15 @@
 //
 // Work unit: one (n, g, y0) = a batch element, a channel group and a low-res row. Its s output rows
 // p = y0*s + i all have parent row y0, so they read the same k feature rows and their masks are staged once
-// (converted to the accumulation type) and reused for every channel of the group. The hot loops
-// (include/cpu_reassembly_loops.h, shared with the fused DLU) are compiled per instruction set and chosen at run
-// time (include/cpu_isa.h); they block channels and keep accumulators in vector registers. The feature gradient
+// (converted to the accumulation type) and reused for every channel of the group. The forward and the mask
+// gradient take kRowsPerCall consecutive units per call, so that a channel block's staged feature rows serve
+// all of them. The hot loops (include/cpu_reassembly_loops.h, shared with the fused DLU) are compiled per
+// instruction set and chosen at run time (include/cpu_isa.h); they block channels and keep accumulators in
+// vector registers. The feature gradient
 // is a gather (every value is written by one work unit) and the mask gradient sums channels in order: no
 // atomics, bitwise reproducible and independent of the thread count and of the instruction set.
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include <ATen/Dispatch.h>
@@ -33,26 +36,35 @@ using cpu::grain;
 using cpu::load_row;
 using cpu::store_row;
 using isa_base::kChannelBlock;
+using isa_base::kRowsPerCall;
+using isa_base::kStagedChannels;
+using isa_base::staged_rows;
 
 template <typename scalar_t>
 void forward_kernel(const scalar_t* feat, const scalar_t* mask, scalar_t* out, const Geometry& geo) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t k = geo.k, s = geo.s, r = geo.r, ow = geo.ow;
   const int64_t plane = geo.oh * ow, src_plane = geo.h * geo.w, uw = (geo.w + 2 * r) * s;
-  const int64_t units = geo.n * geo.groups * geo.h;
-  at::parallel_for(0, units, grain(geo.cpg * geo.kk * s * ow), [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> kbuf(geo.kk * s * ow);                 // [t][i][q]: masks of the unit's s output rows
-    std::vector<acc_t> xbuf(kChannelBlock * k * uw, acc_t(0));  // [cb][a][u], zero borders
-    for (int64_t unit = begin; unit < end; ++unit) {
-      const int64_t y0 = unit % geo.h, ng = unit / geo.h;  // ng = n*G + g
-      const int64_t a0 = tap_begin(y0, r), a1 = tap_end(y0, r, k, geo.h);
-      const scalar_t* mask_g = mask + ng * geo.kk * plane + y0 * s * ow;
-      for (int64_t a = a0; a < a1; ++a)
-        for (int64_t b = 0; b < k; ++b)
-          for (int64_t i = 0; i < s; ++i)
-            load_row(mask_g + (a * k + b) * plane + i * ow, kbuf.data() + ((a * k + b) * s + i) * ow, ow);
-      UPSAMPLE_PLUGIN_CALL_ISA(reassemble_unit, kbuf.data(), feat + ng * geo.cpg * src_plane,
-                               out + ng * geo.cpg * plane + y0 * s * ow, geo.cpg, y0, a0, a1, xbuf.data(), geo);
+  const int64_t unit_kernels = geo.kk * s * ow;
+  at::parallel_for(0, cpu::row_chunks(geo, kRowsPerCall), grain(kRowsPerCall * geo.cpg * unit_kernels), [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> kbufs(kRowsPerCall * unit_kernels);  // [unit][t][i][q]: masks of the units' output rows
+    std::vector<acc_t> ktiles(kRowsPerCall * unit_kernels);
+    std::vector<acc_t> xbuf(kStagedChannels * staged_rows(kRowsPerCall, k) * uw, acc_t(0));  // zero borders
+    for (int64_t index = begin; index < end; ++index) {
+      const cpu::RowChunk chunk = cpu::row_chunk(index, geo, kRowsPerCall);
+      for (int64_t u = 0; u < chunk.units; ++u) {
+        const int64_t y0 = chunk.y_first + u, a0 = tap_begin(y0, r), a1 = tap_end(y0, r, k, geo.h);
+        const scalar_t* mask_g = mask + chunk.ng * geo.kk * plane + y0 * s * ow;
+        acc_t* kbuf = kbufs.data() + u * unit_kernels;
+        for (int64_t a = a0; a < a1; ++a)
+          for (int64_t b = 0; b < k; ++b)
+            for (int64_t i = 0; i < s; ++i)
+              load_row(mask_g + (a * k + b) * plane + i * ow, kbuf + ((a * k + b) * s + i) * ow, ow);
+      }
+      UPSAMPLE_PLUGIN_CALL_ISA(reassemble_rows, static_cast<const acc_t*>(kbufs.data()),
+                               feat + chunk.ng * geo.cpg * src_plane,
+                               out + chunk.ng * geo.cpg * plane + chunk.y_first * s * ow, geo.cpg, chunk.y_first,
+                               chunk.units, xbuf.data(), ktiles.data(), geo);
     }
   });
 }
@@ -62,18 +74,21 @@ void mask_grad_kernel(const scalar_t* grad, const scalar_t* feat, scalar_t* grad
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t k = geo.k, s = geo.s, r = geo.r, ow = geo.ow;
   const int64_t plane = geo.oh * ow, src_plane = geo.h * geo.w, uw = (geo.w + 2 * r) * s;
-  const int64_t units = geo.n * geo.groups * geo.h;
-  at::parallel_for(0, units, grain(geo.cpg * geo.kk * s * ow), [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> macc(geo.kk * s * ow);                 // [t][i][q]
-    std::vector<acc_t> xbuf(kChannelBlock * k * uw, acc_t(0));
-    for (int64_t unit = begin; unit < end; ++unit) {
-      const int64_t y0 = unit % geo.h, ng = unit / geo.h;
-      const int64_t a0 = tap_begin(y0, r), a1 = tap_end(y0, r, k, geo.h);
-      UPSAMPLE_PLUGIN_CALL_ISA(kernel_grad_unit, grad + ng * geo.cpg * plane + y0 * s * ow,
-                               feat + ng * geo.cpg * src_plane, geo.cpg, y0, a0, a1, macc.data(), xbuf.data(), geo);
-      scalar_t* out_g = grad_mask + ng * geo.kk * plane + y0 * s * ow;
-      for (int64_t t = 0; t < geo.kk; ++t)  // taps outside the map (a outside [a0, a1)) are 0
-        for (int64_t i = 0; i < s; ++i) store_row(macc.data() + (t * s + i) * ow, out_g + t * plane + i * ow, ow);
+  const int64_t unit_kernels = geo.kk * s * ow;
+  at::parallel_for(0, cpu::row_chunks(geo, kRowsPerCall), grain(kRowsPerCall * geo.cpg * unit_kernels), [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> maccs(kRowsPerCall * unit_kernels);  // [unit][t][i][q]
+    std::vector<acc_t> xbuf(kStagedChannels * staged_rows(kRowsPerCall, k) * uw, acc_t(0));
+    for (int64_t index = begin; index < end; ++index) {
+      const cpu::RowChunk chunk = cpu::row_chunk(index, geo, kRowsPerCall);
+      UPSAMPLE_PLUGIN_CALL_ISA(kernel_grad_rows, grad + chunk.ng * geo.cpg * plane + chunk.y_first * s * ow,
+                               feat + chunk.ng * geo.cpg * src_plane, geo.cpg, chunk.y_first, chunk.units,
+                               maccs.data(), xbuf.data(), geo);
+      for (int64_t u = 0; u < chunk.units; ++u) {
+        const acc_t* macc = maccs.data() + u * unit_kernels;
+        scalar_t* out_g = grad_mask + chunk.ng * geo.kk * plane + (chunk.y_first + u) * s * ow;
+        for (int64_t t = 0; t < geo.kk; ++t)  // taps that read outside the map are 0
+          for (int64_t i = 0; i < s; ++i) store_row(macc + (t * s + i) * ow, out_g + t * plane + i * ow, ow);
+      }
     }
   });
 }

@@ -6,10 +6,10 @@
 // instruction set and chosen at run time (include/cpu_isa.h). Work unit: (n, g, y0) = batch element, channel
 // group, low-res row, as in cpu/carafe_cpu.cpp; its s output rows all have parent row y0.
 // * Forward: the unit's sample points (one per output pixel) and the sampled kernels of its s output rows
-//   ([t][i][q], acc_t) are computed once and reused for every channel of the group (reassemble_unit).
+//   ([t][i][q], acc_t) are computed once and reused for every channel of the group (reassemble_rows, kRowsPerCall rows per call).
 // * grad_features: CARAFE's gather (feature_grad_unit): each low-res row accumulates the output rows that read
 //   it, with the kernels of those rows sampled into kpad (sample points kept in a per-thread ring of k rows).
-// * grad_offsets and grad_kernel_space go through dK' = dL/dK' (the CARAFE mask gradient, kernel_grad_unit),
+// * grad_offsets and grad_kernel_space go through dK' = dL/dK' (the CARAFE mask gradient, kernel_grad_rows),
 //   in chunks of low-res rows of one (n, g). Pass 1 (parallel over the chunk's rows) computes dK' of the chunk's
 //   output pixels into a chunk buffer, their sample points into a second one, and, from them, each pixel's
 //   offset gradient (a local quantity: the spatial derivative of the bilinear sample times the clamp
@@ -21,6 +21,7 @@
 // a whole (n, g) when smaller, or one low-res row), per-thread scratch of a few rows, and, for float16/bfloat16, a float32
 // copy of grad_kernel_space.
 #include <algorithm>
+#include <type_traits>
 #include <memory>
 #include <vector>
 
@@ -54,6 +55,9 @@ struct PixelSample {
 
 using cpu::grain;
 using isa_base::kChannelBlock;
+using isa_base::kRowsPerCall;
+using isa_base::kStagedChannels;
+using isa_base::staged_rows;
 
 // The instruction set of the DLU loops: the active one (cpu_isa.h), except on a CPU with AVX2 but without FMA
 // (the AVX2 and AVX-512 builds of cpu_dlu_loops.h use FMA instructions), which runs the baseline build.
@@ -89,18 +93,26 @@ void forward_kernel(const scalar_t* feat, const scalar_t* ks, const scalar_t* of
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t k = geo.k, s = geo.s, r = geo.r, ow = geo.ow;
   const int64_t plane = geo.oh * ow, src_plane = geo.h * geo.w, uw = (geo.w + 2 * r) * s;
-  const int64_t units = geo.n * geo.groups * geo.h;
-  at::parallel_for(0, units, grain(geo.cpg * geo.kk * s * ow), [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> kbuf(geo.kk * s * ow);                   // [t][i][q]: kernels of the unit's s output rows
-    std::vector<acc_t> xbuf(kChannelBlock * k * uw, acc_t(0));  // [cb][a][u], zero borders
+  const int64_t unit_kernels = geo.kk * s * ow;
+  at::parallel_for(0, cpu::row_chunks(geo, kRowsPerCall), grain(kRowsPerCall * geo.cpg * unit_kernels),
+                   [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> kbufs(kRowsPerCall * unit_kernels);  // [unit][t][i][q]: kernels of the units' output rows
+    std::vector<acc_t> ktiles(kRowsPerCall * unit_kernels);
+    std::vector<acc_t> xbuf(kStagedChannels * staged_rows(kRowsPerCall, k) * uw, acc_t(0));  // zero borders
     std::vector<PixelSample<acc_t>> samp(ow);
-    for (int64_t unit = begin; unit < end; ++unit) {
-      const int64_t y0 = unit % geo.h, ng = unit / geo.h, n = ng / geo.groups, g = ng % geo.groups;
-      const int64_t a0 = tap_begin(y0, r), a1 = tap_end(y0, r, k, geo.h);
-      DLU_CALL_ISA(sample_forward_kernels, ks + ng * geo.kk * src_plane, off + n * geo.groups * 2 * geo.ss * src_plane,
-                   g, y0, a0, a1, kbuf.data(), samp.data(), geo);
-      UPSAMPLE_PLUGIN_CALL_ISA(reassemble_unit, kbuf.data(), feat + ng * geo.cpg * src_plane,
-                               out + ng * geo.cpg * plane + y0 * s * ow, geo.cpg, y0, a0, a1, xbuf.data(), geo);
+    for (int64_t index = begin; index < end; ++index) {
+      const cpu::RowChunk chunk = cpu::row_chunk(index, geo, kRowsPerCall);
+      const int64_t n = chunk.ng / geo.groups, g = chunk.ng % geo.groups;
+      for (int64_t u = 0; u < chunk.units; ++u) {
+        const int64_t y0 = chunk.y_first + u, a0 = tap_begin(y0, r), a1 = tap_end(y0, r, k, geo.h);
+        DLU_CALL_ISA(sample_forward_kernels, ks + chunk.ng * geo.kk * src_plane,
+                     off + n * geo.groups * 2 * geo.ss * src_plane, g, y0, a0, a1, kbufs.data() + u * unit_kernels,
+                     samp.data(), geo);
+      }
+      UPSAMPLE_PLUGIN_CALL_ISA(reassemble_rows, static_cast<const acc_t*>(kbufs.data()),
+                               feat + chunk.ng * geo.cpg * src_plane,
+                               out + chunk.ng * geo.cpg * plane + chunk.y_first * s * ow, geo.cpg, chunk.y_first,
+                               chunk.units, xbuf.data(), ktiles.data(), geo);
     }
   });
 }
@@ -154,15 +166,18 @@ void kernel_space_offset_grad_kernel(const scalar_t* grad, const scalar_t* feat,
     for (int64_t row0 = 0; row0 < geo.h; row0 += chunk_rows) {
       const int64_t rows = std::min(chunk_rows, geo.h - row0);
       // Pass 1: dK' of the chunk (CARAFE's mask gradient, channel order), sample points, offset gradients.
-      at::parallel_for(0, rows, grain(geo.cpg * row_elems), [&](int64_t begin, int64_t end) {
-        std::vector<acc_t> xbuf(kChannelBlock * k * uw, acc_t(0));  // [cb][a][u], zero borders
-        for (int64_t rr = begin; rr < end; ++rr) {
-          const int64_t y0 = row0 + rr, a0 = tap_begin(y0, r), a1 = tap_end(y0, r, k, geo.h);
-          acc_t* macc = dkp.get() + rr * row_elems;
-          UPSAMPLE_PLUGIN_CALL_ISA(kernel_grad_unit, grad + ng * geo.cpg * plane + y0 * s * ow,
-                                   feat + ng * geo.cpg * src_plane, geo.cpg, y0, a0, a1, macc, xbuf.data(), geo);
-          DLU_CALL_ISA(offset_grad_rows, static_cast<const acc_t*>(macc), ks_ng, off_n, g, y0,
-                       samp.get() + rr * s * ow, goff_n, geo);
+      const int64_t chunk_calls = (rows + kRowsPerCall - 1) / kRowsPerCall;
+      at::parallel_for(0, chunk_calls, grain(kRowsPerCall * geo.cpg * row_elems), [&](int64_t begin, int64_t end) {
+        std::vector<acc_t> xbuf(kStagedChannels * staged_rows(kRowsPerCall, k) * uw, acc_t(0));  // zero borders
+        for (int64_t call = begin; call < end; ++call) {
+          const int64_t rr_first = call * kRowsPerCall, units = std::min(kRowsPerCall, rows - rr_first);
+          const int64_t y_first = row0 + rr_first;
+          UPSAMPLE_PLUGIN_CALL_ISA(kernel_grad_rows, grad + ng * geo.cpg * plane + y_first * s * ow,
+                                   feat + ng * geo.cpg * src_plane, geo.cpg, y_first, units,
+                                   dkp.get() + rr_first * row_elems, xbuf.data(), geo);
+          for (int64_t rr = rr_first; rr < rr_first + units; ++rr)
+            DLU_CALL_ISA(offset_grad_rows, static_cast<const acc_t*>(dkp.get() + rr * row_elems), ks_ng, off_n, g,
+                         row0 + rr, samp.get() + rr * s * ow, goff_n, geo);
         }
       });
       // Pass 2: each tap's plane of grad_kernel_space gathers the chunk's pixels in row-major order.

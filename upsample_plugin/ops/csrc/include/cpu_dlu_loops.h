@@ -85,7 +85,7 @@ inline void sample_taps(const scalar_t* ks, int64_t plane, const PixelSample<acc
 
 // ---- forward ---------------------------------------------------------------------------------------------------
 
-// kbuf ([t][i][q], reassemble_unit's layout) = the sampled kernels of the s output rows of low-res row y0 of
+// kbuf ([t][i][q], reassemble_rows' layout per unit) = the sampled kernels of the s output rows of low-res row y0 of
 // one (n, g), taps a in [a0, a1) (tap_begin/end). ks_ng: kernel_space + (n*G + g)*k*k*H*W; off_n: offsets +
 // n*G*2*s*s*H*W. Scratch: samp OW.
 template <typename scalar_t, typename acc_t>
@@ -128,7 +128,7 @@ void sample_feature_grad_kernels(const scalar_t* ks_ng, const scalar_t* off_n, i
 // The sample points of the s output rows of low-res row y0 of one (n, g) into samp ([i][q], kept for the
 // kernel-space scatter), and their offset gradients into goff_n (offsets layout): per pixel, the sum over taps
 // in tap order of dK'_t * dK'_t/d(position) (sample_tap_position_grad), times the clamp gradient. macc: the
-// rows' dK' ([t][i][q], kernel_grad_unit's); goff_n: grad_offsets + n*G*2*s*s*H*W.
+// rows' dK' ([t][i][q], kernel_grad_rows'); goff_n: grad_offsets + n*G*2*s*s*H*W.
 template <typename scalar_t, typename acc_t>
 void offset_grad_rows(const acc_t* macc, const scalar_t* ks_ng, const scalar_t* off_n, int64_t g, int64_t y0,
                       PixelSample<acc_t>* samp, scalar_t* goff_n, const Geometry& geo) {

@@ -24,5 +24,23 @@ inline int64_t grain(int64_t work_per_unit) {
   return std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, work_per_unit));
 }
 
+// Work of one at::parallel_for index of the CARAFE-style loops: `units` consecutive low-res rows from y_first of
+// map ng = n*G + g (cpu_reassembly_loops.h: reassemble_rows, kernel_grad_rows).
+struct RowChunk {
+  int64_t ng, y_first, units;
+};
+
+// Number of chunks of up to rows_per_call rows over the n*G maps of H rows, and chunk `index`.
+template <typename Geo>
+inline int64_t row_chunks(const Geo& geo, int64_t rows_per_call) {
+  return geo.n * geo.groups * ((geo.h + rows_per_call - 1) / rows_per_call);
+}
+template <typename Geo>
+inline RowChunk row_chunk(int64_t index, const Geo& geo, int64_t rows_per_call) {
+  const int64_t per_map = (geo.h + rows_per_call - 1) / rows_per_call;
+  const int64_t y_first = index % per_map * rows_per_call;
+  return {index / per_map, y_first, std::min(rows_per_call, geo.h - y_first)};
+}
+
 }  // namespace cpu
 }  // namespace upsample_plugin
