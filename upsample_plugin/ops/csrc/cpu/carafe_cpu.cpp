@@ -46,7 +46,8 @@ void forward_kernel(const scalar_t* feat, const scalar_t* mask, scalar_t* out, c
   const int64_t k = geo.k, s = geo.s, r = geo.r, ow = geo.ow;
   const int64_t plane = geo.oh * ow, src_plane = geo.h * geo.w, uw = (geo.w + 2 * r) * s;
   const int64_t unit_kernels = geo.kk * s * ow;
-  at::parallel_for(0, cpu::row_chunks(geo, kRowsPerCall), grain(kRowsPerCall * geo.cpg * unit_kernels), [&](int64_t begin, int64_t end) {
+  const int64_t chunk_grain = grain(kRowsPerCall * geo.cpg * unit_kernels);
+  at::parallel_for(0, cpu::row_chunks(geo, kRowsPerCall), chunk_grain, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> kbufs(kRowsPerCall * unit_kernels);  // [unit][t][i][q]: masks of the units' output rows
     std::vector<acc_t> ktiles(kRowsPerCall * unit_kernels);
     std::vector<acc_t> xbuf(kStagedChannels * staged_rows(kRowsPerCall, k) * uw, acc_t(0));  // zero borders
@@ -75,7 +76,8 @@ void mask_grad_kernel(const scalar_t* grad, const scalar_t* feat, scalar_t* grad
   const int64_t k = geo.k, s = geo.s, r = geo.r, ow = geo.ow;
   const int64_t plane = geo.oh * ow, src_plane = geo.h * geo.w, uw = (geo.w + 2 * r) * s;
   const int64_t unit_kernels = geo.kk * s * ow;
-  at::parallel_for(0, cpu::row_chunks(geo, kRowsPerCall), grain(kRowsPerCall * geo.cpg * unit_kernels), [&](int64_t begin, int64_t end) {
+  const int64_t chunk_grain = grain(kRowsPerCall * geo.cpg * unit_kernels);
+  at::parallel_for(0, cpu::row_chunks(geo, kRowsPerCall), chunk_grain, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> maccs(kRowsPerCall * unit_kernels);  // [unit][t][i][q]
     std::vector<acc_t> xbuf(kStagedChannels * staged_rows(kRowsPerCall, k) * uw, acc_t(0));
     for (int64_t index = begin; index < end; ++index) {

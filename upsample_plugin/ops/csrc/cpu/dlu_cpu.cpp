@@ -6,7 +6,8 @@
 // instruction set and chosen at run time (include/cpu_isa.h). Work unit: (n, g, y0) = batch element, channel
 // group, low-res row, as in cpu/carafe_cpu.cpp; its s output rows all have parent row y0.
 // * Forward: the unit's sample points (one per output pixel) and the sampled kernels of its s output rows
-//   ([t][i][q], acc_t) are computed once and reused for every channel of the group (reassemble_rows, kRowsPerCall rows per call).
+//   ([t][i][q], acc_t) are computed once and reused for every channel of the group (reassemble_rows, which
+//   takes kRowsPerCall units per call).
 // * grad_features: CARAFE's gather (feature_grad_unit): each low-res row accumulates the output rows that read
 //   it, with the kernels of those rows sampled into kpad (sample points kept in a per-thread ring of k rows).
 // * grad_offsets and grad_kernel_space go through dK' = dL/dK' (the CARAFE mask gradient, kernel_grad_rows),
@@ -18,8 +19,8 @@
 // Every sum has a fixed order (the previous row kernels' order, per element), no atomics: the results are
 // bitwise reproducible, independent of the thread count and identical for every instruction set. Memory: the
 // chunk buffers (dK' and one PixelSample per pixel of the chunk: at most kChunkElements acc_t values together,
-// a whole (n, g) when smaller, or one low-res row), per-thread scratch of a few rows, and, for float16/bfloat16, a float32
-// copy of grad_kernel_space.
+// a whole (n, g) when smaller, or one low-res row), per-thread scratch of a few rows, and, for float16/bfloat16, a
+// float32 copy of grad_kernel_space.
 #include <algorithm>
 #include <type_traits>
 #include <memory>

@@ -134,8 +134,8 @@ inline void tile_kernels(const acc_t* kbuf, acc_t* ktile, int64_t a0, int64_t a1
 // the same feature values (tap (a, b) of row i reads xu_a[q + b*s] for every i), so each is loaded once for S*NB
 // multiply-adds. ktile: the columns' tile (tile_kernels). Same sums, same order as reassemble_columns.
 template <int NB, int S, typename V, typename acc_t, typename scalar_t, typename Geo>
-UPSAMPLE_PLUGIN_NOINLINE void reassemble_columns_rows(const acc_t* ktile, const acc_t* xbuf, int64_t xstride, int64_t a0,
-                                                      int64_t a1, int64_t q, scalar_t* out, int64_t plane,
+UPSAMPLE_PLUGIN_NOINLINE void reassemble_columns_rows(const acc_t* ktile, const acc_t* xbuf, int64_t xstride,
+                                                      int64_t a0, int64_t a1, int64_t q, scalar_t* out, int64_t plane,
                                                       const Geo& geo) {
   constexpr int64_t L = lanes<V, acc_t>();
   const int64_t k = geo.k, ow = geo.ow, uw = (geo.w + 2 * geo.r) * S;
@@ -405,8 +405,8 @@ struct GradRows {
 // tbuf[cb][u] = sum over tap rows a in [a0, a1), i < s, b < k (in that order) of
 // grad[c, (y0 - a + r)*s + i, u + (r - b)*s] * K[a*k + b, same pixel], for output columns u in [u, u + lanes).
 template <int NB, typename V, typename acc_t, typename T, typename Geo>
-UPSAMPLE_PLUGIN_NOINLINE void feature_grad_columns(const acc_t* kpad, const GradRows<T>& rows, acc_t* tbuf, int64_t a0, int64_t a1,
-                                 int64_t u, const Geo& geo) {
+UPSAMPLE_PLUGIN_NOINLINE void feature_grad_columns(const acc_t* kpad, const GradRows<T>& rows, acc_t* tbuf,
+                                                   int64_t a0, int64_t a1, int64_t u, const Geo& geo) {
   const int64_t k = geo.k, s = geo.s, r = geo.r, ow = geo.ow, pw = ow + 2 * r * s;
   V acc[NB];
 #pragma GCC unroll 8
