@@ -69,6 +69,27 @@ using isa_base::kDdfBlock;
 using MulTag = std::integral_constant<bool, true>;
 using AddTag = std::integral_constant<bool, false>;
 
+// f(MulTag()) for the 'mul' combination, f(AddTag()) for 'add': the loops are compiled for each.
+template <typename F>
+inline void with_combination(const Geometry& geo, F&& f) {
+  if (geo.mul) {
+    f(MulTag());
+  } else {
+    f(AddTag());
+  }
+}
+
+// sbuf[(y - y_begin)*k*k*OW + t*OW + x] = tap t of the spatial filter of batch element b at output row y, for
+// y in [y_begin, y_end), in the accumulation type.
+template <typename scalar_t, typename acc_t>
+void stage_spatial_rows(const scalar_t* spat, int64_t b, int64_t y_begin, int64_t y_end, acc_t* sbuf,
+                        const Geometry& geo) {
+  const int64_t kk = geo.kk, ow = geo.ow, plane = geo.oh * ow;
+  for (int64_t y = y_begin; y < y_end; ++y)
+    for (int64_t t = 0; t < kk; ++t)
+      load_row(spat + (b * kk + t) * plane + y * ow, sbuf + ((y - y_begin) * kk + t) * ow, ow);
+}
+
 struct PlanStorage {
   std::vector<ColTap> col;
   std::vector<GatherTap> gather;
@@ -133,19 +154,14 @@ void forward_kernel(const scalar_t* feat, const scalar_t* chan, const scalar_t* 
     std::vector<const acc_t*> xrow(kDdfBlock * k);
     for (int64_t unit = begin; unit < end; ++unit) {
       const int64_t b = unit / tiles, y0 = unit % tiles * tile, y1 = std::min(y0 + tile, geo.oh);
-      for (int64_t y = y0; y < y1; ++y)
-        for (int64_t t = 0; t < kk; ++t)
-          load_row(spat + (b * kk + t) * plane + y * ow, sbuf.data() + ((y - y0) * kk + t) * ow, ow);
+      stage_spatial_rows(spat, b, y0, y1, sbuf.data(), geo);
       const scalar_t* feat_b = feat + b * geo.c * src_plane;
       const scalar_t* chan_b = chan + b * geo.c * kk;
       scalar_t* out_b = out + b * geo.c * plane;
-      if (geo.mul) {
-        UPSAMPLE_PLUGIN_CALL_ISA(forward_unit, MulTag(), feat_b, chan_b, sbuf.data(), out_b, y0, y1, xbuf.data(),
+      with_combination(geo, [&](auto combination) {
+        UPSAMPLE_PLUGIN_CALL_ISA(forward_unit, combination, feat_b, chan_b, sbuf.data(), out_b, y0, y1, xbuf.data(),
                                  cbuf.data(), xrow.data(), plan, geo);
-      } else {
-        UPSAMPLE_PLUGIN_CALL_ISA(forward_unit, AddTag(), feat_b, chan_b, sbuf.data(), out_b, y0, y1, xbuf.data(),
-                                 cbuf.data(), xrow.data(), plan, geo);
-      }
+      });
     }
   });
 }
@@ -169,19 +185,15 @@ void feature_grad_kernel(const scalar_t* grad, const scalar_t* chan, const scala
       const int64_t b = unit / tiles, p0 = unit % tiles * tile, p1 = std::min(p0 + tile, geo.h);
       int64_t yl, yh;
       isa_base::output_row_range(p0, p1, geo, yl, yh);
-      for (int64_t y = yl; y < yh; ++y)
-        for (int64_t t = 0; t < kk; ++t)
-          load_row(spat + (b * kk + t) * plane + y * ow, sbuf.data() + ((y - yl) * kk + t) * ow, ow);
+      stage_spatial_rows(spat, b, yl, yh, sbuf.data(), geo);
       const scalar_t* grad_b = grad + b * geo.c * plane;
       const scalar_t* chan_b = chan + b * geo.c * kk;
       scalar_t* dst = grad_feat + b * geo.c * src_plane;
-      if (geo.mul) {
-        UPSAMPLE_PLUGIN_CALL_ISA(feature_grad_unit, MulTag(), grad_b, chan_b, sbuf.data(), dst, p0, p1, gbuf.data(),
-                                 cbuf.data(), grow.data(), sprow.data(), yrow.data(), iys.data(), plan, geo);
-      } else {
-        UPSAMPLE_PLUGIN_CALL_ISA(feature_grad_unit, AddTag(), grad_b, chan_b, sbuf.data(), dst, p0, p1, gbuf.data(),
-                                 cbuf.data(), grow.data(), sprow.data(), yrow.data(), iys.data(), plan, geo);
-      }
+      with_combination(geo, [&](auto combination) {
+        UPSAMPLE_PLUGIN_CALL_ISA(feature_grad_unit, combination, grad_b, chan_b, sbuf.data(), dst, p0, p1,
+                                 gbuf.data(), cbuf.data(), grow.data(), sprow.data(), yrow.data(), iys.data(), plan,
+                                 geo);
+      });
     }
   });
 }
@@ -206,13 +218,10 @@ void spatial_grad_kernel(const scalar_t* grad, const scalar_t* feat, const scala
       const scalar_t* feat_b = feat + b * geo.c * src_plane;
       const scalar_t* chan_b = chan + b * geo.c * kk;
       scalar_t* dst = grad_spat + b * kk * plane;
-      if (geo.mul) {
-        UPSAMPLE_PLUGIN_CALL_ISA(spatial_grad_unit, MulTag(), grad_b, feat_b, chan_b, dst, y0, y1, abuf.data(),
+      with_combination(geo, [&](auto combination) {
+        UPSAMPLE_PLUGIN_CALL_ISA(spatial_grad_unit, combination, grad_b, feat_b, chan_b, dst, y0, y1, abuf.data(),
                                  xbuf.data(), gbuf.data(), cbuf.data(), xrow.data(), plan, geo);
-      } else {
-        UPSAMPLE_PLUGIN_CALL_ISA(spatial_grad_unit, AddTag(), grad_b, feat_b, chan_b, dst, y0, y1, abuf.data(),
-                                 xbuf.data(), gbuf.data(), cbuf.data(), xrow.data(), plan, geo);
-      }
+      });
     }
   });
 }
@@ -223,13 +232,10 @@ void channel_grad_call(const scalar_t* grad, const scalar_t* feat, const scalar_
                        acc_t* gT, acc_t* xT, acc_t* spT, acc_t* accbuf, int64_t* colL, const acc_t** xr,
                        const Plan& plan, const Geometry& geo) {
   using KTag = std::integral_constant<int, K>;
-  if (geo.mul) {
-    UPSAMPLE_PLUGIN_CALL_ISA(channel_grad_unit, KTag(), MulTag(), grad, feat, spat, nch, dst, gT, xT, spT, accbuf,
+  with_combination(geo, [&](auto combination) {
+    UPSAMPLE_PLUGIN_CALL_ISA(channel_grad_unit, KTag(), combination, grad, feat, spat, nch, dst, gT, xT, spT, accbuf,
                              colL, xr, plan, geo);
-  } else {
-    UPSAMPLE_PLUGIN_CALL_ISA(channel_grad_unit, KTag(), AddTag(), grad, feat, spat, nch, dst, gT, xT, spT, accbuf,
-                             colL, xr, plan, geo);
-  }
+  });
 }
 
 template <typename scalar_t>

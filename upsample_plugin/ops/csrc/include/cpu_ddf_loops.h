@@ -156,6 +156,38 @@ inline void input_row_range(int64_t y0, int64_t y1, const Geometry& geo, int64_t
   if (rho1 < rho0) rho1 = rho0;
 }
 
+// Filter rows [iy0, iy1) of output row y whose input rows y*s + (iy - r)*d lie inside the map (they are
+// consecutive; none: iy0 == iy1 == k).
+inline void filter_rows_in_map(int64_t y, const Geometry& geo, int64_t& iy0, int64_t& iy1) {
+  iy0 = geo.k;
+  iy1 = 0;
+  for (int64_t iy = 0; iy < geo.k; ++iy) {
+    const int64_t row = y * geo.s + (iy - geo.r) * geo.d;
+    if (row < 0 || row >= geo.h) continue;
+    if (iy < iy0) iy0 = iy;
+    iy1 = iy + 1;
+  }
+  if (iy1 < iy0) iy1 = iy0;
+}
+
+// xrow[iy*kDdfBlock + cb] = the staged input row (input_rows: base, rstride, first row rho0) that filter row iy of
+// output row y reads, for channels cb < nb and filter rows iy in [iy0, iy1) (filter_rows_in_map).
+template <typename acc_t>
+inline void point_filter_rows(int64_t y, const acc_t* const* base, int64_t rstride, int64_t rho0, int64_t nb,
+                              int64_t iy0, int64_t iy1, const acc_t** xrow, const Geometry& geo) {
+  for (int64_t iy = iy0; iy < iy1; ++iy) {
+    const int64_t row = y * geo.s + (iy - geo.r) * geo.d;
+    for (int64_t cb = 0; cb < nb; ++cb) xrow[iy * kDdfBlock + cb] = base[cb] + (row - rho0) * rstride;
+  }
+}
+
+// cbuf[t*kDdfBlock + cb] = tap t of channel cb's filter (chan: the first channel's), cb < nb, in acc_t.
+template <typename scalar_t, typename acc_t>
+inline void stage_channel_filters(const scalar_t* chan, int64_t nb, int64_t kk, acc_t* cbuf) {
+  for (int64_t cb = 0; cb < nb; ++cb)
+    for (int64_t t = 0; t < kk; ++t) cbuf[t * kDdfBlock + cb] = static_cast<acc_t>(chan[cb * kk + t]);
+}
+
 // Output rows [y0, y1) of batch element b for all channels. feat, chan: the batch element's features / channel
 // filter; sbuf[(y - y0)*k*k*OW + t*OW + x]: spatial filter of those rows; out: output plane of channel 0.
 // Scratch: xbuf kDdfBlock*(input rows of the tile)*s*plen, cbuf k*k*kDdfBlock ([t][cb]), xrow k*kDdfBlock
@@ -164,28 +196,19 @@ template <bool MUL, typename scalar_t, typename acc_t>
 void forward_unit(std::integral_constant<bool, MUL>, const scalar_t* feat, const scalar_t* chan, const acc_t* sbuf,
                   scalar_t* out, int64_t y0, int64_t y1, acc_t* xbuf, acc_t* cbuf, const acc_t** xrow,
                   const Plan& plan, const Geometry& geo) {
-  const int64_t k = geo.k, kk = geo.kk, ow = geo.ow, plane = geo.oh * ow, src_plane = geo.h * geo.w;
+  const int64_t kk = geo.kk, ow = geo.ow, plane = geo.oh * ow, src_plane = geo.h * geo.w;
   int64_t rho0, rho1;
   input_row_range(y0, y1, geo, rho0, rho1);
   for (int64_t c0 = 0; c0 < geo.c; c0 += kDdfBlock) {
     const int64_t nb = geo.c - c0 < kDdfBlock ? geo.c - c0 : kDdfBlock;
-    for (int64_t cb = 0; cb < nb; ++cb) {
-      const scalar_t* ch = chan + (c0 + cb) * kk;
-      for (int64_t t = 0; t < kk; ++t) cbuf[t * kDdfBlock + cb] = static_cast<acc_t>(ch[t]);
-    }
+    stage_channel_filters(chan + c0 * kk, nb, kk, cbuf);
     const acc_t* base[kDdfBlock];
     int64_t rstride;
     input_rows(feat + c0 * src_plane, src_plane, nb, rho0, rho1, xbuf, base, &rstride, geo, plan.plen);
     for (int64_t y = y0; y < y1; ++y) {
-      int64_t iy0 = k, iy1 = 0;
-      for (int64_t iy = 0; iy < k; ++iy) {
-        const int64_t row = y * geo.s + (iy - geo.r) * geo.d;
-        if (row < 0 || row >= geo.h) continue;
-        if (iy < iy0) iy0 = iy;
-        iy1 = iy + 1;
-        for (int64_t cb = 0; cb < nb; ++cb) xrow[iy * kDdfBlock + cb] = base[cb] + (row - rho0) * rstride;
-      }
-      if (iy1 < iy0) iy1 = iy0;
+      int64_t iy0, iy1;
+      filter_rows_in_map(y, geo, iy0, iy1);
+      point_filter_rows(y, base, rstride, rho0, nb, iy0, iy1, xrow, geo);
       const acc_t* sy = sbuf + (y - y0) * kk * ow;
       scalar_t* o = out + c0 * plane + y * ow;
       for_sub_blocks(nb, [&](auto nbt, int64_t cb) {
@@ -283,9 +306,8 @@ void feature_grad_unit(std::integral_constant<bool, MUL>, const scalar_t* grad, 
     const int64_t nb = geo.c - c0 < kDdfBlock ? geo.c - c0 : kDdfBlock;
     const acc_t* base[kDdfBlock];
     int64_t gstride = ow;
+    stage_channel_filters(chan + c0 * kk, nb, kk, cbuf);
     for (int64_t cb = 0; cb < nb; ++cb) {
-      const scalar_t* ch = chan + (c0 + cb) * kk;
-      for (int64_t t = 0; t < kk; ++t) cbuf[t * kDdfBlock + cb] = static_cast<acc_t>(ch[t]);
       const scalar_t* g = grad + (c0 + cb) * plane + yl * ow;
       if constexpr (std::is_same_v<scalar_t, acc_t>) {
         base[cb] = g;
@@ -368,16 +390,15 @@ template <bool MUL, typename scalar_t, typename acc_t>
 void spatial_grad_unit(std::integral_constant<bool, MUL>, const scalar_t* grad, const scalar_t* feat,
                        const scalar_t* chan, scalar_t* dst, int64_t y0, int64_t y1, acc_t* abuf, acc_t* xbuf,
                        acc_t* gbuf, acc_t* cbuf, const acc_t** xrow, const Plan& plan, const Geometry& geo) {
-  const int64_t k = geo.k, kk = geo.kk, ow = geo.ow, plane = geo.oh * ow, src_plane = geo.h * geo.w;
+  const int64_t kk = geo.kk, ow = geo.ow, plane = geo.oh * ow, src_plane = geo.h * geo.w;
   int64_t rho0, rho1;
   input_row_range(y0, y1, geo, rho0, rho1);
   for (int64_t i = 0; i < (y1 - y0) * kk * ow; ++i) abuf[i] = acc_t(0);
   for (int64_t c0 = 0; c0 < geo.c; c0 += kDdfBlock) {
     const int64_t nb = geo.c - c0 < kDdfBlock ? geo.c - c0 : kDdfBlock;
     const acc_t* gbase[kDdfBlock];
+    stage_channel_filters(chan + c0 * kk, nb, kk, cbuf);
     for (int64_t cb = 0; cb < nb; ++cb) {
-      const scalar_t* ch = chan + (c0 + cb) * kk;
-      for (int64_t t = 0; t < kk; ++t) cbuf[t * kDdfBlock + cb] = static_cast<acc_t>(ch[t]);
       const scalar_t* g = grad + (c0 + cb) * plane + y0 * ow;
       if constexpr (std::is_same_v<scalar_t, acc_t>) {
         gbase[cb] = g;
@@ -391,15 +412,9 @@ void spatial_grad_unit(std::integral_constant<bool, MUL>, const scalar_t* grad, 
     int64_t rstride;
     input_rows(feat + c0 * src_plane, src_plane, nb, rho0, rho1, xbuf, base, &rstride, geo, plan.plen);
     for (int64_t y = y0; y < y1; ++y) {
-      int64_t iy0 = k, iy1 = 0;
-      for (int64_t iy = 0; iy < k; ++iy) {
-        const int64_t row = y * geo.s + (iy - geo.r) * geo.d;
-        if (row < 0 || row >= geo.h) continue;
-        if (iy < iy0) iy0 = iy;
-        iy1 = iy + 1;
-        for (int64_t cb = 0; cb < nb; ++cb) xrow[iy * kDdfBlock + cb] = base[cb] + (row - rho0) * rstride;
-      }
-      if (iy1 < iy0) iy1 = iy0;
+      int64_t iy0, iy1;
+      filter_rows_in_map(y, geo, iy0, iy1);
+      point_filter_rows(y, base, rstride, rho0, nb, iy0, iy1, xrow, geo);
       const acc_t* grow[kDdfBlock];
       for (int64_t cb = 0; cb < nb; ++cb) grow[cb] = gbase[cb] + (y - y0) * ow;
       acc_t* a = abuf + (y - y0) * kk * ow;
@@ -557,13 +572,8 @@ void channel_grad_unit(std::integral_constant<int, K>, std::integral_constant<bo
     const int64_t lo = y * s - r * d, hi_raw = y * s + r * d, hi = hi_raw < geo.h - 1 ? hi_raw : geo.h - 1;
     const int64_t first = lo > next ? (lo > 0 ? lo : 0) : next;
     if (hi + 1 > next) next = hi + 1;
-    int64_t iy0 = k, iy1 = 0;
-    for (int64_t iy = 0; iy < k; ++iy) {
-      const int64_t row = y * s + (iy - r) * d;
-      if (row < 0 || row >= geo.h) continue;
-      if (iy < iy0) iy0 = iy;
-      iy1 = iy + 1;
-    }
+    int64_t iy0, iy1;
+    filter_rows_in_map(y, geo, iy0, iy1);
     if (MUL && iy1 > iy0) {
       const scalar_t* sp = spat + y * ow;
       for (int64_t t = iy0 * k; t < iy1 * k; ++t)
